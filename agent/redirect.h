@@ -1,0 +1,89 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "agent/netns.h"
+#include "agent/nft_table.h"
+#include "agent/rule_report.h"
+#include "common/error.h"
+
+namespace tollgate::agent {
+
+// Puts a pod's egress under the proxy's control inside the pod's netns. A seam: nftables today,
+// an eBPF (cgroup connect hooks) variant later.
+class RedirectInstaller {
+ public:
+  virtual ~RedirectInstaller() = default;
+
+  /// Installs the redirect in the pod's netns, atomically replacing a previous installation.
+  /// @param pod the pod's network namespace
+  /// @return an error with context ("nft: install inet tollgate in netns <pod>: ...")
+  virtual Status install(const Netns& pod) const = 0;
+
+  /// Removes the redirect; succeeds when nothing is installed.
+  virtual Status remove(const Netns& pod) const = 0;
+
+  /// Compares what is in the pod's netns with what install() would put there.
+  /// @return the differences (empty when in sync), or an error when the netns cannot be read
+  virtual Result<Drift> verify(const Netns& pod) const = 0;
+
+  /// Reads the drop/accept counters by name (for metrics).
+  virtual Result<Counters> counters(const Netns& pod) const = 0;
+};
+
+// Which destinations reached over the loopback device skip the redirect.
+enum class LoopbackMode {
+  // Everything the kernel routes over lo: 127.0.0.0/8, ::1 and the pod's own addresses. A pod
+  // talking to itself never meets the proxy.
+  AllLocal,
+  // Only 127.0.0.0/8 and ::1; TCP to the pod's own (non-loopback) addresses goes to the proxy.
+  LoopbackOnly,
+};
+
+struct RedirectParams {
+  uint16_t proxyPort = 15001;
+  uint16_t dnsPort = 53;
+  // DNS (udp and tcp to dnsPort) is allowed only to these addresses, without redirection.
+  std::vector<std::string> resolversV4;
+  std::vector<std::string> resolversV6;
+  // Packets of the proxy's own sockets carry this mark and skip every chain. Must not be 0: a
+  // zero mark would match every unmarked packet and open the pod.
+  uint32_t mark = 0x7467;
+  LoopbackMode loopback = LoopbackMode::AllLocal;
+};
+
+// Names of the table and its named counters (the counters() keys). nft 1.0.6 refuses keywords
+// such as "udp" or "icmp" as object names, even quoted, hence the "drop_" prefix.
+inline constexpr const char* kRedirectTable = "tollgate";
+inline constexpr const char* kCounterDns = "dns";
+inline constexpr const char* kCounterDropUdp = "drop_udp";
+inline constexpr const char* kCounterDropIcmp = "drop_icmp";
+inline constexpr const char* kCounterDropTcp = "drop_tcp";
+inline constexpr const char* kCounterDropOther = "drop_other";
+
+// The nftables redirect: one table `inet tollgate` per pod netns (exact text in docs/rules.md).
+class NftRedirect final : public RedirectInstaller {
+ public:
+  // Validates params (addresses, ports, mark) and renders the table once.
+  static Result<NftRedirect> create(const RedirectParams& params);
+
+  Status install(const Netns& pod) const override;
+  Status remove(const Netns& pod) const override;
+  Result<Drift> verify(const Netns& pod) const override;
+  Result<Counters> counters(const Netns& pod) const override;
+
+  const RedirectParams& params() const { return params_; }
+  // The table as `nft list table inet tollgate` prints it (stateless).
+  const std::string& ruleset() const { return table_.text(); }
+
+ private:
+  NftRedirect(RedirectParams params, std::string text)
+      : params_(std::move(params)), table_("inet", kRedirectTable, std::move(text)) {}
+
+  RedirectParams params_;
+  NftTable table_;
+};
+
+}  // namespace tollgate::agent

@@ -1,0 +1,260 @@
+// tollgate-agent in standalone mode inside a test "node" netns: enrollment over cni.sock,
+// state persistence and re-adoption, config reloads, health and metrics endpoints.
+#include "agent/agent.h"
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <sched.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <thread>
+
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+
+#include "agent/netns.h"
+#include "common/framing.h"
+
+namespace tollgate::agent {
+namespace {
+
+namespace fs = std::filesystem;
+
+int sh(const std::string& cmd) { return std::system((cmd + " >/dev/null 2>&1").c_str()); }
+
+constexpr char kConfig[] = R"(
+apiVersion: tollgate.io/v1alpha1
+kind: TollgateConfig
+metadata:
+  name: mesh
+spec:
+  outboundTrafficPolicy:
+    mode: REGISTRY_ONLY
+  clusterCIDRs:
+    pods: [10.244.0.0/16]
+    services: [10.96.0.0/12]
+---
+apiVersion: networking.istio.io/v1beta1
+kind: ServiceEntry
+metadata:
+  name: allowed
+  namespace: default
+spec:
+  hosts: [allowed.test]
+  ports:
+  - {number: 80, name: http, protocol: HTTP}
+  resolution: DNS
+)";
+
+class AgentTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root";
+    std::random_device rd;
+    r_ = static_cast<int>(rd() % 250) + 1;
+    node_ = fmt::format("tgt-{}-node", r_);
+    pod_ = fmt::format("tgt-{}-apod", r_);
+    sh("ip netns del " + node_);
+    sh("ip netns del " + pod_);
+    ASSERT_EQ(sh("ip netns add " + node_), 0);
+    ASSERT_EQ(sh("ip netns add " + pod_), 0);
+    ASSERT_EQ(sh("ip -n " + node_ + " link set lo up"), 0);
+    dir_ = fs::path(fmt::format("/tmp/tgt-{}-agent", r_));
+    fs::remove_all(dir_);
+    fs::create_directories(dir_ / "config");
+    writeConfig(kConfig);
+    auto n = Netns::open("/var/run/netns/" + node_);
+    ASSERT_TRUE(n);
+    nodeNs_.emplace(std::move(*n));
+  }
+
+  void TearDown() override {
+    agent_.reset();
+    if (node_.empty()) return;
+    // Bind mounts of pod netns left by a test that did not DEL.
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(dir_ / "run" / "netns", ec)) {
+      sh("umount -l " + e.path().string());
+    }
+    fs::remove_all(dir_, ec);
+    sh("ip netns del " + pod_);
+    sh("ip netns del " + node_);
+  }
+
+  void writeConfig(const std::string& text) {
+    std::ofstream(dir_ / "config" / "mesh.yaml", std::ios::trunc) << text;
+  }
+
+  // Starts an agent whose threads and sockets live in the node netns.
+  void startAgent() {
+    AgentOptions o;
+    o.configDir = (dir_ / "config").string();
+    o.runDir = (dir_ / "run").string();
+    o.podInterfaces = {"tgtpod*"};
+    agent_ = std::make_unique<Agent>(o);
+    Status st;
+    std::thread t([&] {
+      if (::setns(nodeNs_->fd(), CLONE_NEWNET) != 0) {
+        st = failErrno("setns");
+        return;
+      }
+      st = agent_->start();
+    });
+    t.join();
+    ASSERT_TRUE(st) << st.error().str();
+  }
+
+  enroll::EnrollReply send(enroll::EnrollRequest::Op op, bool withFd = true) {
+    enroll::EnrollRequest req;
+    req.set_op(op);
+    req.mutable_pod()->set_namespace_("default");
+    req.mutable_pod()->set_name("client");
+    req.set_netns_path("/var/run/netns/" + pod_);
+    int fd = -1;
+    if (withFd) {
+      fd = ::open(("/var/run/netns/" + pod_).c_str(), O_RDONLY | O_CLOEXEC);
+      req.set_netns_fd_attached(true);
+    }
+    enroll::EnrollReply reply;
+    auto sock = connectUnix((dir_ / "run" / "cni.sock").string(), 10000);
+    if (!sock) {
+      reply.set_msg(sock.error().str());
+      return reply;
+    }
+    std::string payload;
+    req.SerializeToString(&payload);
+    auto st = sendFrame(*sock, payload, fd);
+    if (fd >= 0) ::close(fd);
+    auto frame = recvFrame(*sock);
+    ::close(*sock);
+    if (!st || !frame || !reply.ParseFromString(frame->payload)) reply.set_msg("transport error");
+    return reply;
+  }
+
+  // GET path on 127.0.0.1:port inside the node netns; returns the whole response.
+  std::string httpGet(uint16_t port, const std::string& path) {
+    auto fd = nodeNs_->runFd([]() -> Result<int> {
+      int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      if (s < 0) return failErrno("socket");
+      return s;
+    });
+    if (!fd) return "";
+    timeval tv{5, 0};
+    ::setsockopt(*fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    sockaddr_in sin{};
+    sin.sin_family = AF_INET;
+    sin.sin_port = htons(port);
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    std::string out;
+    if (::connect(*fd, reinterpret_cast<sockaddr*>(&sin), sizeof sin) == 0) {
+      std::string req = "GET " + path + " HTTP/1.1\r\nHost: x\r\n\r\n";
+      ::send(*fd, req.data(), req.size(), MSG_NOSIGNAL);
+      char buf[4096];
+      ssize_t n;
+      while ((n = ::recv(*fd, buf, sizeof buf, 0)) > 0) out.append(buf, static_cast<size_t>(n));
+    }
+    ::close(*fd);
+    return out;
+  }
+
+  bool podTableExists() {
+    return sh("ip netns exec " + pod_ + " nft list table inet tollgate") == 0;
+  }
+
+  int r_ = 0;
+  std::string node_, pod_;
+  fs::path dir_;
+  std::optional<Netns> nodeNs_;
+  std::unique_ptr<Agent> agent_;
+};
+
+TEST_F(AgentTest, AddInstallsRulesListenersAndStateThenDelRemovesThem) {
+  startAgent();
+  ASSERT_TRUE(agent_->ready());
+  auto add = send(enroll::EnrollRequest::ADD);
+  ASSERT_TRUE(add.ok()) << add.msg();
+  EXPECT_TRUE(podTableExists());
+  EXPECT_TRUE(fs::exists(dir_ / "run" / "pods" / "default_client.pb"));
+  EXPECT_TRUE(fs::exists(dir_ / "run" / "netns" / "default_client"));
+  EXPECT_TRUE(send(enroll::EnrollRequest::CHECK).ok());
+  // Idempotent.
+  EXPECT_TRUE(send(enroll::EnrollRequest::ADD).ok());
+  EXPECT_EQ(agent_->pods().size(), 1u);
+
+  auto del = send(enroll::EnrollRequest::DEL, false);
+  ASSERT_TRUE(del.ok()) << del.msg();
+  EXPECT_FALSE(podTableExists());
+  EXPECT_FALSE(fs::exists(dir_ / "run" / "pods" / "default_client.pb"));
+  EXPECT_FALSE(send(enroll::EnrollRequest::CHECK).ok());
+  EXPECT_TRUE(send(enroll::EnrollRequest::DEL, false).ok());  // unknown pod: ok
+}
+
+TEST_F(AgentTest, CheckReportsDriftedRules) {
+  startAgent();
+  ASSERT_TRUE(send(enroll::EnrollRequest::ADD).ok());
+  ASSERT_EQ(sh("ip netns exec " + pod_ + " nft delete table inet tollgate"), 0);
+  auto check = send(enroll::EnrollRequest::CHECK);
+  EXPECT_FALSE(check.ok());
+  EXPECT_EQ(check.code(), kCodeCheckFailed);
+  EXPECT_TRUE(send(enroll::EnrollRequest::DEL, false).ok());
+}
+
+TEST_F(AgentTest, RestartReadoptsEnrolledPods) {
+  startAgent();
+  ASSERT_TRUE(send(enroll::EnrollRequest::ADD).ok());
+  agent_->stop();
+  agent_.reset();
+  EXPECT_TRUE(podTableExists());  // rules stay while the agent is down
+  startAgent();
+  EXPECT_TRUE(agent_->pods().enrolled("default", "client"));
+  auto check = send(enroll::EnrollRequest::CHECK);
+  EXPECT_TRUE(check.ok()) << check.msg();
+  EXPECT_TRUE(send(enroll::EnrollRequest::DEL, false).ok());
+}
+
+TEST_F(AgentTest, AddFailsWhenNoConfigIsLoaded) {
+  writeConfig("kind: ServiceEntry\napiVersion: networking.istio.io/v1beta1\nmetadata: {name: x}\n"
+              "spec: {hosts: [a.test], ports: [{number: 99999, name: p, protocol: TCP}]}\n");
+  startAgent();
+  EXPECT_FALSE(agent_->ready());
+  auto add = send(enroll::EnrollRequest::ADD);
+  EXPECT_FALSE(add.ok());
+  EXPECT_EQ(add.code(), kCodeNotReady);
+  EXPECT_FALSE(podTableExists());
+  EXPECT_NE(httpGet(15021, "/healthz/ready").find("503"), std::string::npos);
+}
+
+TEST_F(AgentTest, BadReloadKeepsTheSnapshotAndIsCounted) {
+  startAgent();
+  auto before = agent_->snapshot();
+  ASSERT_NE(before, nullptr);
+  writeConfig("kind: ServiceEntry\napiVersion: networking.istio.io/v1beta1\nmetadata: {name: x}\n"
+              "spec: {hosts: [a.test], ports: [{number: 99999, name: p, protocol: TCP}]}\n");
+  EXPECT_FALSE(agent_->reload());
+  EXPECT_EQ(agent_->snapshot(), before);
+  EXPECT_GE(agent_->metrics().reloadsFailed.load(), 1u);
+  writeConfig(kConfig);
+  EXPECT_TRUE(agent_->reload());
+  EXPECT_NE(agent_->snapshot(), before);
+}
+
+TEST_F(AgentTest, HealthAndMetricsEndpoints) {
+  startAgent();
+  std::string ready = httpGet(15021, "/healthz/ready");
+  EXPECT_TRUE(ready.starts_with("HTTP/1.1 200")) << ready;
+  std::string metrics = httpGet(15020, "/metrics");
+  EXPECT_TRUE(metrics.starts_with("HTTP/1.1 200")) << metrics;
+  EXPECT_NE(metrics.find("tollgate_config_reloads_ok_total 1"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("tollgate_fence_packets_total{counter=\"fence_drop\"}"), std::string::npos)
+      << metrics;
+  EXPECT_TRUE(httpGet(15020, "/nope").starts_with("HTTP/1.1 404"));
+}
+
+}  // namespace
+}  // namespace tollgate::agent
