@@ -1,0 +1,1 @@
+tollgate_fuzz_target(name SOURCES policy/name.cc policy/ip.cc)
