@@ -1,0 +1,40 @@
+#include <ostream>
+
+#include "cli/args.h"
+#include "cli/commands.h"
+
+namespace tollgate::cli {
+namespace {
+
+constexpr std::string_view kUsage =
+    "Usage: tollgatectl <command> [options]\n"
+    "\n"
+    "Offline commands (read a configuration directory, no agent needed):\n"
+    "  check            decide one flow: tollgatectl check --config-dir DIR --from NS/POD "
+    "DEST:PORT\n"
+    "  config validate  load a configuration directory and report every error and warning\n"
+    "  config dump      print the loaded configuration as YAML or JSON\n"
+    "\n"
+    "Run 'tollgatectl <command> --help' for a command's options.\n"
+    "Exit codes: 0 ok/allowed, 1 denied/invalid, 2 usage or input error.\n";
+
+}  // namespace
+
+int runCli(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+  if (args.empty()) {
+    err << kUsage;
+    return kExitUsage;
+  }
+  const std::string& cmd = args[0];
+  std::vector<std::string> rest(args.begin() + 1, args.end());
+  if (cmd == "--help" || cmd == "-h" || cmd == "help") {
+    out << kUsage;
+    return kExitOk;
+  }
+  if (cmd == "check") return checkCommand(rest, out, err);
+  if (cmd == "config") return configCommand(rest, out, err);
+  err << "tollgatectl: unknown command \"" << cmd << "\"\n\n" << kUsage;
+  return kExitUsage;
+}
+
+}  // namespace tollgate::cli

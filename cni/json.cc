@@ -1,0 +1,118 @@
+#include "cni/json.h"
+
+#include <regex>
+
+namespace tollgate::cni {
+
+Result<YAML::Node> parseJsonObject(std::string_view text) {
+  YAML::Node node;
+  try {
+    node = YAML::Load(std::string(text));
+  } catch (const YAML::Exception& e) {
+    return fail(std::string("invalid JSON: ") + e.what());
+  }
+  if (!node.IsMap()) return fail("invalid JSON: expected an object at the top level");
+  return node;
+}
+
+std::string jsonQuote(std::string_view s) {
+  std::string out;
+  out.reserve(s.size() + 2);
+  out += '"';
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\b':
+        out += "\\b";
+        break;
+      case '\f':
+        out += "\\f";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      default:
+        if (c < 0x20 || c == 0x7f) {
+          static constexpr char kHex[] = "0123456789abcdef";
+          out += "\\u00";
+          out += kHex[c >> 4];
+          out += kHex[c & 0xf];
+        } else {
+          out += static_cast<char>(c);
+        }
+    }
+  }
+  out += '"';
+  return out;
+}
+
+namespace {
+
+bool isJsonLiteral(const std::string& s) {
+  static const std::regex kNumber(R"(-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?)");
+  return s == "true" || s == "false" || s == "null" || std::regex_match(s, kNumber);
+}
+
+void emit(const YAML::Node& node, std::string& out) {
+  switch (node.Type()) {
+    case YAML::NodeType::Undefined:
+    case YAML::NodeType::Null:
+      out += "null";
+      return;
+    case YAML::NodeType::Scalar: {
+      const std::string& v = node.Scalar();
+      // Tag "!" marks a quoted scalar: a JSON string even when it looks like a number.
+      if (node.Tag() != "!" && isJsonLiteral(v)) {
+        out += v;
+      } else {
+        out += jsonQuote(v);
+      }
+      return;
+    }
+    case YAML::NodeType::Sequence: {
+      out += '[';
+      bool first = true;
+      for (const auto& item : node) {
+        if (!first) out += ',';
+        first = false;
+        emit(item, out);
+      }
+      out += ']';
+      return;
+    }
+    case YAML::NodeType::Map: {
+      out += '{';
+      bool first = true;
+      for (const auto& kv : node) {
+        if (!first) out += ',';
+        first = false;
+        out += jsonQuote(kv.first.Scalar());
+        out += ':';
+        emit(kv.second, out);
+      }
+      out += '}';
+      return;
+    }
+  }
+}
+
+}  // namespace
+
+std::string toJson(const YAML::Node& node) {
+  std::string out;
+  emit(node, out);
+  return out;
+}
+
+}  // namespace tollgate::cni
