@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# An allowed plain-HTTP service (ServiceEntry httpbin.test:80 HTTP) works from a pod.
+source "$(dirname "$0")/lib.sh"
+require_protected client
+expected "client GET http://httpbin.test/headers -> 200, echo sees Host httpbin.test, httpbin log +1"
+
+mark httpbin.test
+pod_curl client -- http://httpbin.test/headers
+observe "curl rc=$CURL_RC status=$CURL_CODE"
+[[ $CURL_RC == 0 && $CURL_CODE == 200 ]] || fail "want 200, got rc=$CURL_RC status=$CURL_CODE: $CURL_OUT"
+grep -q '"Host": "httpbin.test"' <<<"$CURL_OUT" || fail "echo server did not see Host httpbin.test"
+settle
+lines=$(($(server_log_lines httpbin.test) - $(marked httpbin.test)))
+((lines == 1)) || fail "httpbin log grew by $lines, want 1"
+server_saw httpbin.test 'host="httpbin.test" .*"GET /headers HTTP/1.1" 200' "$(marked httpbin.test)" ||
+  fail "httpbin log has no 'GET /headers' 200 for Host httpbin.test"
+observe "httpbin log +$lines"
+finish

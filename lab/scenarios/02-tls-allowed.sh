@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# An allowed TLS service (ServiceEntry edition.test:443 TLS): the app's own TLS, verified against
+# the lab CA, passes through tollgate end to end.
+source "$(dirname "$0")/lib.sh"
+require_protected client
+expected "client GET https://edition.test/ (lab CA) -> 200 'edition.test', edition log +1 with SNI"
+
+mark edition.test
+pod_curl client -- --cacert "$LAB_CA" https://edition.test/
+observe "curl rc=$CURL_RC status=$CURL_CODE"
+[[ $CURL_RC == 0 && $CURL_CODE == 200 ]] || fail "want 200, got rc=$CURL_RC status=$CURL_CODE: $CURL_OUT"
+grep -q '^edition.test$' <<<"$CURL_OUT" || fail "body is not edition.test's"
+settle
+server_saw edition.test 'scheme=https host="edition.test" sni="edition.test"' "$(marked edition.test)" ||
+  fail "edition log has no HTTPS request with SNI edition.test"
+finish

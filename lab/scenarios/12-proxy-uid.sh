@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Running as uid 1337 (Istio's proxy uid) buys nothing: tollgate has no uid exemption.
+source "$(dirname "$0")/lib.sh"
+require_protected client
+blocked=$(lab_addr blocked.test)
+expected "as uid 1337: http://blocked.test/ 403, https://blocked.test/ reset, UDP dropped; blocked.test untouched"
+
+mark blocked.test
+udp_before=$(witness to_blocked_udp)
+pod_curl client --uid 1337 -- http://blocked.test/
+observe "http status=$CURL_CODE"
+[[ $CURL_CODE == 403 ]] || fail "http: want 403, got rc=$CURL_RC status=$CURL_CODE"
+denied_header || fail "http: no x-tollgate-denied header"
+pod_curl client --uid 1337 -- --cacert "$LAB_CA" https://blocked.test/
+observe "https rc=$CURL_RC"
+[[ $CURL_RC == 35 || $CURL_RC == 56 ]] || fail "https: want curl rc 35/56 (reset), got $CURL_RC"
+udp_send client --uid 1337 -- "$blocked" 443 >/dev/null
+sleep 0.3
+(($(witness to_blocked_udp) == udp_before)) || fail "UDP from uid 1337 reached blocked.test"
+untouched blocked.test
+finish

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# A privileged pod deletes tollgate's table in its own netns: the host fence in the node still
+# keeps every packet from reaching tg-net directly.
+source "$(dirname "$0")/lib.sh"
+expected "root in pod 'fence' deletes 'inet tollgate'; then http/https/udp/ping to blocked.test all fail;" \
+  "no packet from the pod reaches tg-net"
+
+pod=fence
+lab del-pod "$pod" >/dev/null 2>&1
+trap 'lab del-pod "$pod" >/dev/null 2>&1' EXIT
+if ! out=$(lab add-pod "$pod" --namespace default 2>&1); then
+  echo "observed: add-pod failed: $out"
+  exit 1
+fi
+ip=$(lab_addr "$pod")
+blocked=$(lab_addr blocked.test)
+mark blocked.test
+before=$(witness from_pods)
+expect_ok "nft delete table inet tollgate" lab_exec "$pod" --root -- nft delete table inet tollgate
+expect_fail "http as root" lab_exec "$pod" --root -- "${CURL[@]}" -f http://blocked.test/
+expect_fail "https as root" lab_exec "$pod" --root -- "${CURL[@]}" --cacert "$LAB_CA" https://blocked.test/
+expect_fail "ping as root" lab_exec "$pod" --root -- ping -n -c 1 -W 1 "$blocked"
+udp_send "$pod" --root -- "$blocked" 443 >/dev/null
+sleep 0.3
+untouched blocked.test
+settle
+from_pod=$(grep -c "^$ip:" "$LAB_LOGS"/*.access.log | awk -F: '{s += $2} END {print s + 0}')
+((from_pod == 0)) || fail "servers logged $from_pod requests from the pod's address $ip"
+observe "from_pods packets +$(($(witness from_pods) - before)) (any pod)"
+finish

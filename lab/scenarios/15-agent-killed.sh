@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Fail closed: with the agent (and so the proxy) killed, the rules stay and nothing leaves.
+# Scenario 16 restarts the agent.
+source "$(dirname "$0")/lib.sh"
+require_protected client
+expected "after SIGKILL of the agent: http://httpbin.test/ refused, https://blocked.test/ fails," \
+  "table inet tollgate still in the pod; servers untouched; a new pod cannot start (CNI ADD fails)"
+
+lab agent status >/dev/null 2>&1 || fail "precondition: agent not running"
+lab agent kill >/dev/null 2>&1
+lab agent status >/dev/null 2>&1 && fail "agent still running after kill"
+mark httpbin.test
+mark blocked.test
+pod_curl client -- http://httpbin.test/headers
+observe "httpbin rc=$CURL_RC status=$CURL_CODE"
+[[ $CURL_RC != 0 && $CURL_CODE == 000 ]] || fail "httpbin answered with the agent down: status $CURL_CODE"
+pod_curl client -- --cacert "$LAB_CA" https://blocked.test/
+[[ $CURL_RC != 0 ]] || fail "blocked.test answered with the agent down"
+expect_ok "table inet tollgate present" lab_exec client --root -- nft list table inet tollgate
+untouched httpbin.test
+untouched blocked.test
+# Fail closed at start-up too: ADD cannot reach the agent, so the pod must not come up.
+lab del-pod late >/dev/null 2>&1
+if lab add-pod late >/dev/null 2>&1; then
+  fail "add-pod succeeded with the agent down"
+  lab del-pod late >/dev/null 2>&1
+  observe "add-pod late: SUCCEEDED"
+else
+  observe "add-pod late: refused"
+  ip netns list | grep -qw tg-pod-late && fail "netns tg-pod-late left behind after a failed ADD"
+fi
+finish
