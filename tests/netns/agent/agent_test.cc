@@ -10,6 +10,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -163,6 +164,35 @@ class AgentTest : public ::testing::Test {
     return out;
   }
 
+  // Connects to 127.0.0.1:15001 inside the pod netns. Returns "refused" (no listener), "reset"
+  // (the proxy refused the flow: a direct connection is a loop) or what else happened.
+  std::string probeListener() {
+    auto podNs = Netns::open("/var/run/netns/" + pod_);
+    if (!podNs) return "no netns";
+    auto fd = podNs->runFd([]() -> Result<int> {
+      int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      if (s < 0) return failErrno("socket");
+      return s;
+    });
+    if (!fd) return "no socket";
+    timeval tv{5, 0};
+    ::setsockopt(*fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    sockaddr_in sin{};
+    sin.sin_family = AF_INET;
+    sin.sin_port = htons(15001);
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    std::string result;
+    if (::connect(*fd, reinterpret_cast<sockaddr*>(&sin), sizeof sin) != 0) {
+      result = errno == ECONNREFUSED ? "refused" : std::strerror(errno);
+    } else {
+      char c;
+      ssize_t n = ::recv(*fd, &c, 1, 0);
+      result = n < 0 && errno == ECONNRESET ? "reset" : "other";
+    }
+    ::close(*fd);
+    return result;
+  }
+
   bool podTableExists() {
     return sh("ip netns exec " + pod_ + " nft list table inet tollgate") == 0;
   }
@@ -183,6 +213,7 @@ TEST_F(AgentTest, AddInstallsRulesListenersAndStateThenDelRemovesThem) {
   EXPECT_TRUE(fs::exists(dir_ / "run" / "pods" / "default_client.pb"));
   EXPECT_TRUE(fs::exists(dir_ / "run" / "netns" / "default_client"));
   EXPECT_TRUE(send(enroll::EnrollRequest::CHECK).ok());
+  EXPECT_EQ(probeListener(), "reset");  // the listener is up inside the pod netns
   // Idempotent.
   EXPECT_TRUE(send(enroll::EnrollRequest::ADD).ok());
   EXPECT_EQ(agent_->pods().size(), 1u);
@@ -192,6 +223,7 @@ TEST_F(AgentTest, AddInstallsRulesListenersAndStateThenDelRemovesThem) {
   EXPECT_FALSE(podTableExists());
   EXPECT_FALSE(fs::exists(dir_ / "run" / "pods" / "default_client.pb"));
   EXPECT_FALSE(send(enroll::EnrollRequest::CHECK).ok());
+  EXPECT_EQ(probeListener(), "refused");
   EXPECT_TRUE(send(enroll::EnrollRequest::DEL, false).ok());  // unknown pod: ok
 }
 
@@ -211,8 +243,10 @@ TEST_F(AgentTest, RestartReadoptsEnrolledPods) {
   agent_->stop();
   agent_.reset();
   EXPECT_TRUE(podTableExists());  // rules stay while the agent is down
+  EXPECT_EQ(probeListener(), "refused");
   startAgent();
   EXPECT_TRUE(agent_->pods().enrolled("default", "client"));
+  EXPECT_EQ(probeListener(), "reset");  // listeners re-created
   auto check = send(enroll::EnrollRequest::CHECK);
   EXPECT_TRUE(check.ok()) << check.msg();
   EXPECT_TRUE(send(enroll::EnrollRequest::DEL, false).ok());
@@ -242,6 +276,32 @@ TEST_F(AgentTest, BadReloadKeepsTheSnapshotAndIsCounted) {
   writeConfig(kConfig);
   EXPECT_TRUE(agent_->reload());
   EXPECT_NE(agent_->snapshot(), before);
+}
+
+TEST_F(AgentTest, WatcherReloadsWhenAFileChanges) {
+  startAgent();
+  auto before = agent_->snapshot();
+  ASSERT_NE(before, nullptr);
+  std::ofstream(dir_ / "config" / "extra.yaml") << R"(
+apiVersion: networking.istio.io/v1beta1
+kind: ServiceEntry
+metadata:
+  name: extra
+  namespace: default
+spec:
+  hosts: [extra.test]
+  ports:
+  - {number: 443, name: tls, protocol: TLS}
+  resolution: DNS
+)";
+  // No hook to await: poll the snapshot pointer (inotify should make this ~100 ms).
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (agent_->snapshot() == before && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  auto after = agent_->snapshot();
+  ASSERT_NE(after, before);
+  EXPECT_EQ(after->config().serviceEntries.size(), 2u);
 }
 
 TEST_F(AgentTest, HealthAndMetricsEndpoints) {

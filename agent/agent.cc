@@ -1,0 +1,214 @@
+#include "agent/agent.h"
+
+#include <signal.h>
+
+#include <filesystem>
+
+#include <fmt/format.h>
+
+#include "common/log.h"
+#include "policy/config_loader.h"
+
+namespace tollgate::agent {
+namespace {
+constexpr std::string_view kLog = "agent";
+
+log::Level parseLevel(const std::string& s) {
+  if (s == "debug") return log::Level::Debug;
+  if (s == "warn") return log::Level::Warn;
+  if (s == "error") return log::Level::Error;
+  return log::Level::Info;
+}
+}  // namespace
+
+Agent::Agent(AgentOptions options)
+    : options_(std::move(options)),
+      work_(io_.get_executor()),
+      resolver_(io_),
+      inputs_{io_, proxy::ProxyOptions{}, snapshots_, metrics_, accessLog_, resolver_} {}
+
+Agent::~Agent() { stop(); }
+
+bool Agent::ready() const {
+  return snapshots_.load() != nullptr && enroll_ != nullptr && enroll_->up();
+}
+
+bool Agent::reload() {
+  std::lock_guard lock(reloadMu_);
+  auto loaded = policy::ConfigLoader::loadPath(options_.configDir);
+  if (!loaded) {
+    metrics_.reloadsFailed++;
+    for (const auto& d : loaded.error()) log::error("config", "{}", d.str());
+    log::error("config", "reload of {} rejected ({} errors); keeping the previous config",
+               options_.configDir, loaded.error().size());
+    return false;
+  }
+  for (const auto& d : loaded->warnings) log::warn("config", "{}", d.str());
+  auto compiled = policy::Snapshot::compile(std::move(loaded->config));
+  if (!compiled) {
+    metrics_.reloadsFailed++;
+    log::error("config", "reload of {} rejected: {}; keeping the previous config",
+               options_.configDir, compiled.error().str());
+    return false;
+  }
+  snapshots_.store(*compiled);
+  metrics_.reloadsOk++;
+  log::info("config", "loaded {} (generation {})", options_.configDir, (*compiled)->generation());
+  apply(**compiled);
+  return true;
+}
+
+void Agent::apply(const policy::Snapshot& snapshot) {
+  const policy::TollgateConfig& mesh = snapshot.mesh();
+  resolver_.setUpstreams(mesh.dnsUpstreams);
+
+  std::vector<std::string> resolverIps;
+  RedirectParams rp;
+  rp.mark = mesh.packetMark;
+  for (const auto& u : mesh.dnsUpstreams) {
+    auto ep = proxy::parseResolverAddress(u);
+    if (!ep) continue;  // already warned by the resolver
+    resolverIps.push_back(ep->ip.str());
+    (ep->ip.isV4() ? rp.resolversV4 : rp.resolversV6).push_back(ep->ip.str());
+    rp.dnsPort = ep->port;  // one DNS port for all resolvers: the last one given wins
+  }
+  if (auto r = NftRedirect::create(rp)) {
+    pods_->setRedirect(std::make_shared<const NftRedirect>(std::move(*r)));
+  } else {
+    log::error(kLog, "redirect rules from config: {}; keeping the previous rules",
+               r.error().str());
+  }
+
+  FenceParams fp;
+  fp.podInterfaces = options_.podInterfaces;
+  for (const auto& c : mesh.podCidrs) fp.podCidrs.push_back(c.str());
+  for (const auto& c : mesh.serviceCidrs) fp.serviceCidrs.push_back(c.str());
+  for (const auto& g : mesh.gateways) {
+    if (!policy::IpAddress::parse(g.address)) {
+      log::warn(kLog, "host fence: gateway {} address '{}' is not an IP: not opened in the fence",
+                g.name, g.address);
+      continue;
+    }
+    fp.gateways.push_back({g.address, g.port});
+  }
+  fp.resolvers = resolverIps;
+  fp.dnsPort = rp.dnsPort;
+  auto fence = HostFence::create(fp);
+  if (!fence) {
+    log::error(kLog, "host fence from config: {}; keeping the previous fence", fence.error().str());
+    return;
+  }
+  std::lock_guard lock(fenceMu_);
+  if (fence_ && fence_->ruleset() == fence->ruleset()) return;
+  if (!nodeNetns_) return;
+  if (auto st = fence->install(*nodeNetns_); !st) {
+    log::error(kLog, "host fence: install: {}", st.error().str());
+    return;
+  }
+  log::info(kLog, "host fence installed (interfaces {})", fmt::join(fp.podInterfaces, ","));
+  fence_ = std::make_unique<HostFence>(std::move(*fence));
+}
+
+Status Agent::start() {
+  log::setLevel(parseLevel(options_.logLevel));
+  if (auto st = accessLog_.open(options_.accessLog, options_.logFormat); !st) return st;
+  auto node = Netns::current();
+  if (!node) return std::unexpected(node.error().wrap("node netns"));
+  nodeNetns_.emplace(std::move(*node));
+
+  std::error_code ec;
+  std::filesystem::create_directories(options_.runDir, ec);
+  if (ec) return fail(fmt::format("create {}: {}", options_.runDir, ec.message()));
+  pods_ = std::make_unique<PodManager>(inputs_, options_.runDir);
+  if (auto st = pods_->init(); !st) return st;
+
+  if (!reload()) log::error(kLog, "no valid config in {}: not ready", options_.configDir);
+
+  for (int i = 0; i < options_.threads; ++i) threads_.emplace_back([this] { io_.run(); });
+  started_ = true;
+
+  pods_->readopt();
+
+  metrics_.addCollector([this] { return pods_->collectMetrics(); });
+  metrics_.addCollector([this]() -> std::string {
+    std::lock_guard lock(fenceMu_);
+    if (!fence_ || !nodeNetns_) return "";
+    auto c = fence_->counters(*nodeNetns_);
+    if (!c) return "";
+    std::string out =
+        "# HELP tollgate_fence_packets_total Packets counted by the host fence.\n"
+        "# TYPE tollgate_fence_packets_total counter\n";
+    for (const auto& [name, v] : *c) {
+      out += proxy::formatSample("tollgate_fence_packets_total", {{"counter", name}},
+                                 static_cast<double>(v.packets));
+    }
+    return out;
+  });
+
+  enroll_ = std::make_unique<EnrollServer>(
+      (std::filesystem::path(options_.runDir) / "cni.sock").string(),
+      [this](const enroll::EnrollRequest& req, int fd) { return pods_->handle(req, fd); });
+  if (auto st = enroll_->start(); !st) return st;
+
+  watcher_ = std::make_unique<ConfigWatcher>(options_.configDir, [this] { reload(); });
+  if (auto st = watcher_->start(); !st) return st;
+
+  if (options_.metricsPort != 0) {
+    metricsServer_ = std::make_unique<proxy::StatusServer>(io_);
+    metricsServer_->route("/metrics", [this] {
+      return proxy::StatusServer::Response{200, "text/plain; version=0.0.4", metrics_.render()};
+    });
+    if (auto st = metricsServer_->listen("0.0.0.0", options_.metricsPort); !st) return st;
+  }
+  if (options_.healthPort != 0) {
+    healthServer_ = std::make_unique<proxy::StatusServer>(io_);
+    healthServer_->route("/healthz/ready", [this] {
+      if (ready()) return proxy::StatusServer::Response{200, "text/plain", "ready\n"};
+      std::string why = snapshots_.load() == nullptr ? "no valid config loaded\n"
+                                                     : "enrollment socket is down\n";
+      return proxy::StatusServer::Response{503, "text/plain", why};
+    });
+    if (auto st = healthServer_->listen("0.0.0.0", options_.healthPort); !st) return st;
+  }
+  log::info(kLog, "started: config {}, run dir {}, {} threads, {} pods adopted",
+            options_.configDir, options_.runDir, options_.threads, pods_->size());
+  return {};
+}
+
+void Agent::stop() {
+  if (enroll_) enroll_->stop();
+  if (watcher_) watcher_->stop();
+  // Listeners close; the rules stay in every pod netns, so the pods stay closed (fail closed).
+  if (pods_) pods_->shutdown();
+  if (metricsServer_) metricsServer_->close();
+  if (healthServer_) healthServer_->close();
+  if (started_) {
+    work_.reset();
+    io_.stop();
+    for (auto& t : threads_) t.join();
+    threads_.clear();
+    started_ = false;
+  }
+}
+
+int Agent::run() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  // Block before any thread starts so that only sigwait() below sees them.
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
+  if (auto st = start(); !st) {
+    log::error(kLog, "start: {}", st.error().str());
+    stop();
+    return 1;
+  }
+  int sig = 0;
+  sigwait(&set, &sig);
+  log::info(kLog, "signal {}: stopping (rules stay in place)", sig);
+  stop();
+  return 0;
+}
+
+}  // namespace tollgate::agent

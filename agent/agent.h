@@ -1,0 +1,81 @@
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "agent/config_watcher.h"
+#include "agent/enroll_server.h"
+#include "agent/fence.h"
+#include "agent/netns.h"
+#include "agent/options.h"
+#include "agent/pod_manager.h"
+#include "common/error.h"
+#include "policy/snapshot.h"
+#include "proxy/access_log.h"
+#include "proxy/asio.h"
+#include "proxy/metrics.h"
+#include "proxy/proxy_context.h"
+#include "proxy/resolver.h"
+#include "proxy/status_server.h"
+
+#include <boost/asio/executor_work_guard.hpp>
+
+namespace tollgate::agent {
+
+// The standalone node agent: config from a watched directory, the enrollment server, per-pod
+// redirect + capture listeners, the host fence, metrics and health. One io_context run by
+// options.threads threads carries every proxy connection.
+class Agent {
+ public:
+  explicit Agent(AgentOptions options);
+  ~Agent();
+  Agent(const Agent&) = delete;
+  Agent& operator=(const Agent&) = delete;
+
+  // Brings everything up. A config that does not load is not fatal (the agent is not ready and
+  // refuses enrollment until a good one appears); a socket that cannot be bound is.
+  Status start();
+  void stop();
+  // start(), wait for SIGTERM/SIGINT, stop(). Returns the process exit code.
+  int run();
+
+  // Loads and compiles the config directory; on success swaps the snapshot and applies its mesh
+  // settings (resolvers, redirect, fence). On failure keeps the old snapshot and logs every error.
+  bool reload();
+  bool ready() const;
+
+  proxy::Metrics& metrics() { return metrics_; }
+  PodManager& pods() { return *pods_; }
+  policy::SnapshotPtr snapshot() const { return snapshots_.load(); }
+  uint16_t metricsPort() const { return metricsServer_ ? metricsServer_->port() : 0; }
+  uint16_t healthPort() const { return healthServer_ ? healthServer_->port() : 0; }
+
+ private:
+  void apply(const policy::Snapshot& snapshot);
+
+  AgentOptions options_;
+  proxy::asio::io_context io_;
+  proxy::asio::executor_work_guard<proxy::asio::io_context::executor_type> work_;
+  std::vector<std::thread> threads_;
+  proxy::SnapshotHolder snapshots_;
+  proxy::Metrics metrics_;
+  proxy::AccessLog accessLog_;
+  proxy::Resolver resolver_;
+  proxy::ProxyInputs inputs_;
+  std::unique_ptr<PodManager> pods_;
+  std::unique_ptr<EnrollServer> enroll_;
+  std::unique_ptr<ConfigWatcher> watcher_;
+  std::unique_ptr<proxy::StatusServer> metricsServer_;
+  std::unique_ptr<proxy::StatusServer> healthServer_;
+  std::optional<Netns> nodeNetns_;
+  std::mutex reloadMu_;
+  std::mutex fenceMu_;
+  std::unique_ptr<HostFence> fence_;  // as installed
+  bool started_ = false;
+};
+
+}  // namespace tollgate::agent

@@ -1,0 +1,101 @@
+#include "agent/options.h"
+
+#include <charconv>
+#include <optional>
+
+#include <fmt/format.h>
+
+namespace tollgate::agent {
+namespace {
+
+Result<uint64_t> parseUint(std::string_view flag, std::string_view v, uint64_t min, uint64_t max) {
+  uint64_t out = 0;
+  auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), out);
+  if (ec != std::errc() || p != v.data() + v.size() || out < min || out > max) {
+    return fail(fmt::format("{}: '{}' is not a number in {}..{}", flag, v, min, max));
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string usage() {
+  return fmt::format(
+      "usage: tollgate-agent {} DIR [{} DIR] [{} PORT] [{} PORT] [{} text|json]\n"
+      "                      [{} PATH] [{} N] [{} PATTERN]... [{} debug|info|warn|error]\n"
+      "  {}     directory of YAML config (watched, reloaded)\n"
+      "  {}        state: cni.sock, pods/, netns/ (default /run/tollgate)\n"
+      "  {}    Prometheus /metrics (default 15020; 0 disables)\n"
+      "  {}     /healthz/ready (default 15021; 0 disables)\n"
+      "  {}      access log format (default text)\n"
+      "  {}      access log file (default stdout)\n"
+      "  {}        proxy threads (default 2)\n"
+      "  {}  pod-facing interface in the node netns, '*' suffix = prefix (default tg0)\n",
+      flags::kConfigDir, flags::kRunDir, flags::kMetricsPort, flags::kHealthPort,
+      flags::kLogFormat, flags::kAccessLog, flags::kThreads, flags::kPodInterface,
+      flags::kLogLevel, flags::kConfigDir, flags::kRunDir, flags::kMetricsPort,
+      flags::kHealthPort, flags::kLogFormat, flags::kAccessLog, flags::kThreads,
+      flags::kPodInterface);
+}
+
+Result<AgentOptions> parseOptions(const std::vector<std::string>& args) {
+  AgentOptions o;
+  for (size_t i = 0; i < args.size(); ++i) {
+    std::string flag = args[i];
+    std::optional<std::string> inlineValue;
+    if (auto eq = flag.find('='); eq != std::string::npos && flag.rfind("--", 0) == 0) {
+      inlineValue = flag.substr(eq + 1);
+      flag = flag.substr(0, eq);
+    }
+    if (flag == flags::kHelp || flag == "-h") {
+      o.help = true;
+      continue;
+    }
+    auto value = [&]() -> Result<std::string> {
+      if (inlineValue) return *inlineValue;
+      if (i + 1 >= args.size()) return fail(fmt::format("{}: missing value", flag));
+      return args[++i];
+    };
+    auto v = value();
+    if (!v) return std::unexpected(v.error());
+    if (flag == flags::kConfigDir) {
+      o.configDir = *v;
+    } else if (flag == flags::kRunDir) {
+      o.runDir = *v;
+    } else if (flag == flags::kMetricsPort || flag == flags::kHealthPort) {
+      auto n = parseUint(flag, *v, 0, 65535);
+      if (!n) return std::unexpected(n.error());
+      (flag == flags::kMetricsPort ? o.metricsPort : o.healthPort) = static_cast<uint16_t>(*n);
+    } else if (flag == flags::kLogFormat) {
+      if (*v == "text") {
+        o.logFormat = proxy::LogFormat::Text;
+      } else if (*v == "json") {
+        o.logFormat = proxy::LogFormat::Json;
+      } else {
+        return fail(fmt::format("{}: '{}' is not text or json", flag, *v));
+      }
+    } else if (flag == flags::kAccessLog) {
+      o.accessLog = *v;
+    } else if (flag == flags::kThreads) {
+      auto n = parseUint(flag, *v, 1, 256);
+      if (!n) return std::unexpected(n.error());
+      o.threads = static_cast<int>(*n);
+    } else if (flag == flags::kPodInterface) {
+      o.podInterfaces.push_back(*v);
+    } else if (flag == flags::kLogLevel) {
+      if (*v != "debug" && *v != "info" && *v != "warn" && *v != "error") {
+        return fail(fmt::format("{}: '{}' is not debug, info, warn or error", flag, *v));
+      }
+      o.logLevel = *v;
+    } else {
+      return fail(fmt::format("unknown flag '{}'", flag));
+    }
+  }
+  if (o.help) return o;
+  if (o.configDir.empty()) return fail(fmt::format("{} is required", flags::kConfigDir));
+  if (o.runDir.empty()) return fail(fmt::format("{} must not be empty", flags::kRunDir));
+  if (o.podInterfaces.empty()) o.podInterfaces.push_back("tg0");
+  return o;
+}
+
+}  // namespace tollgate::agent

@@ -1,0 +1,46 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/error.h"
+#include "proxy/access_log.h"
+
+namespace tollgate::agent {
+
+// Every flag of tollgate-agent, parsed in one place.
+namespace flags {
+inline constexpr std::string_view kConfigDir = "--config-dir";
+inline constexpr std::string_view kRunDir = "--run-dir";
+inline constexpr std::string_view kMetricsPort = "--metrics-port";
+inline constexpr std::string_view kHealthPort = "--health-port";
+inline constexpr std::string_view kLogFormat = "--log-format";
+inline constexpr std::string_view kAccessLog = "--access-log";
+inline constexpr std::string_view kThreads = "--threads";
+inline constexpr std::string_view kPodInterface = "--pod-interface";
+inline constexpr std::string_view kLogLevel = "--log-level";
+inline constexpr std::string_view kHelp = "--help";
+}  // namespace flags
+
+struct AgentOptions {
+  std::string configDir;               // required: YAML files, watched
+  std::string runDir = "/run/tollgate";  // cni.sock, pods/, netns/
+  uint16_t metricsPort = 15020;
+  uint16_t healthPort = 15021;
+  proxy::LogFormat logFormat = proxy::LogFormat::Text;
+  std::string accessLog;  // empty: stdout
+  int threads = 2;
+  // Interfaces pod traffic arrives on in the node netns (host fence). TollgateConfig has no
+  // field for it yet, so it is a flag; repeatable.
+  std::vector<std::string> podInterfaces;
+  std::string logLevel = "info";
+  bool help = false;
+};
+
+// "--flag value" and "--flag=value" forms. Unknown flags and bad values are errors.
+Result<AgentOptions> parseOptions(const std::vector<std::string>& args);
+std::string usage();
+
+}  // namespace tollgate::agent

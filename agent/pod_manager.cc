@@ -1,0 +1,411 @@
+#include "agent/pod_manager.h"
+
+#include <fcntl.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <fmt/format.h>
+
+#include "common/log.h"
+#include "proxy/metrics.h"
+
+namespace tollgate::agent {
+namespace {
+
+namespace fs = std::filesystem;
+constexpr std::string_view kLog = "enroll";
+
+enroll::EnrollReply ok() {
+  enroll::EnrollReply r;
+  r.set_ok(true);
+  return r;
+}
+
+enroll::EnrollReply failed(uint32_t code, const std::string& msg, const std::string& details = "") {
+  enroll::EnrollReply r;
+  r.set_ok(false);
+  r.set_code(code);
+  r.set_msg(msg);
+  r.set_details(details);
+  return r;
+}
+
+bool validDnsName(const std::string& s) {
+  if (s.empty() || s.size() > 253 || s == "." || s == "..") return false;
+  for (char c : s) {
+    bool okChar = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.';
+    if (!okChar) return false;
+  }
+  return true;
+}
+
+// The capture listeners are on loopback; a runtime that has not raised lo yet would leave the
+// redirect pointing at an unreachable address.
+Status ensureLoopbackUp() {
+  int s = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (s < 0) return failErrno("socket for lo");
+  ifreq ifr{};
+  std::strncpy(ifr.ifr_name, "lo", IFNAMSIZ - 1);
+  Status st;
+  if (::ioctl(s, SIOCGIFFLAGS, &ifr) != 0) {
+    st = failErrno("SIOCGIFFLAGS lo");
+  } else if (!(ifr.ifr_flags & IFF_UP)) {
+    ifr.ifr_flags |= IFF_UP;
+    if (::ioctl(s, SIOCSIFFLAGS, &ifr) != 0) st = failErrno("bring lo up");
+  }
+  ::close(s);
+  return st;
+}
+
+// An unmounted state file is an empty regular file, not a namespace.
+bool isNetns(int fd) {
+  struct statfs sfs {};
+  constexpr decltype(sfs.f_type) kNsfsMagic = 0x6e736673;
+  return ::fstatfs(fd, &sfs) == 0 && sfs.f_type == kNsfsMagic;
+}
+
+uint64_t pathInode(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return 0;
+  return st.st_ino;
+}
+
+}  // namespace
+
+PodManager::PodManager(proxy::ProxyInputs& inputs, std::string runDir)
+    : inputs_(inputs), runDir_(std::move(runDir)) {}
+
+PodManager::~PodManager() { shutdown(); }
+
+Status PodManager::init() {
+  std::error_code ec;
+  for (const char* sub : {"pods", "netns"}) {
+    fs::create_directories(fs::path(runDir_) / sub, ec);
+    if (ec) return fail(fmt::format("create {}/{}: {}", runDir_, sub, ec.message()));
+  }
+  return {};
+}
+
+Result<std::string> PodManager::stateKey(const enroll::PodRef& pod) {
+  if (!validDnsName(pod.namespace_()) || !validDnsName(pod.name())) {
+    return fail(fmt::format("invalid pod reference '{}/{}'", pod.namespace_(), pod.name()));
+  }
+  return pod.namespace_() + "_" + pod.name();
+}
+
+void PodManager::setRedirect(std::shared_ptr<const NftRedirect> redirect) {
+  std::lock_guard lock(mu_);
+  bool changed = redirect && redirect_ && redirect->ruleset() != redirect_->ruleset();
+  redirect_ = std::move(redirect);
+  if (!changed) return;
+  for (auto& [key, pod] : pods_) {
+    if (auto st = redirect_->install(*pod->netns); !st) {
+      log::error(kLog, "pod {}: reinstall rules after config change: {}", key, st.error().str());
+    } else {
+      log::info(kLog, "pod {}: rules reinstalled after config change", key);
+    }
+  }
+}
+
+enroll::EnrollReply PodManager::handle(const enroll::EnrollRequest& req, int netnsFd) {
+  enroll::EnrollReply reply;
+  switch (req.op()) {
+    case enroll::EnrollRequest::ADD:
+      reply = add(req, netnsFd);
+      netnsFd = -1;  // add() owns it
+      break;
+    case enroll::EnrollRequest::DEL:
+      reply = del(req);
+      break;
+    case enroll::EnrollRequest::CHECK:
+      reply = check(req);
+      break;
+    default:
+      reply = failed(kCodeBadRequest, fmt::format("unknown op {}", static_cast<int>(req.op())));
+  }
+  if (netnsFd >= 0) ::close(netnsFd);
+  std::string what = fmt::format("{} {}/{}", enroll::EnrollRequest::Op_Name(req.op()),
+                                 req.pod().namespace_(), req.pod().name());
+  if (reply.ok()) {
+    inputs_.metrics.enrollOk++;
+    log::info(kLog, "{}: ok", what);
+  } else {
+    inputs_.metrics.enrollFailed++;
+    log::error(kLog, "{}: failed (code {}): {}", what, reply.code(), reply.msg());
+  }
+  inputs_.metrics.enrolledPods = static_cast<int64_t>(size());
+  return reply;
+}
+
+Result<std::shared_ptr<proxy::OutboundListener>> PodManager::startListener(
+    const enroll::EnrollRequest& req, std::shared_ptr<Netns> netns) {
+  if (auto st = netns->run(ensureLoopbackUp); !st) return std::unexpected(st.error());
+  proxy::PodInfo info;
+  info.ns = req.pod().namespace_();
+  info.name = req.pod().name();
+  info.uid = req.pod().uid();
+  for (const auto& [k, v] : req.labels()) info.labels[k] = v;
+  if (!req.service_account().empty()) info.serviceAccount = req.service_account();
+  info.ips.assign(req.pod_ips().begin(), req.pod_ips().end());
+  info.mark = redirect_ ? redirect_->params().mark : info.mark;
+  proxy::NetnsRunner runner = [netns](const std::function<Result<int>()>& fn) {
+    return netns->runFd(fn);
+  };
+  auto l = proxy::OutboundListener::create(inputs_, std::move(info), std::move(runner));
+  if (!l) return std::unexpected(l.error());
+  (*l)->start();
+  return *l;
+}
+
+enroll::EnrollReply PodManager::add(const enroll::EnrollRequest& req, int netnsFd) {
+  auto key = stateKey(req.pod());
+  if (!key) {
+    if (netnsFd >= 0) ::close(netnsFd);
+    return failed(kCodeBadRequest, key.error().str());
+  }
+  Result<Netns> opened = netnsFd >= 0 ? Netns::fromFd(netnsFd, "pod " + *key)
+                         : req.netns_path().empty()
+                             ? Result<Netns>(fail("no netns: neither an fd nor netns_path"))
+                             : Netns::open(req.netns_path());
+  if (!opened) return failed(kCodeNetns, opened.error().wrap("open netns").str());
+  auto netns = std::make_shared<Netns>(std::move(*opened));
+
+  std::lock_guard lock(mu_);
+  if (!redirect_) return failed(kCodeNotReady, "agent not ready: no valid config loaded");
+
+  if (auto it = pods_.find(*key); it != pods_.end()) {
+    Pod& existing = *it->second;
+    if (existing.netns->inode() == netns->inode()) {
+      // Same pod again (runtime retry): make sure everything is in place, change nothing else.
+      auto drift = redirect_->verify(*existing.netns);
+      if (!drift || !drift->ok()) {
+        if (auto st = redirect_->install(*existing.netns); !st) {
+          return failed(kCodeRules, st.error().str());
+        }
+      }
+      if (!existing.listener || !existing.listener->listening()) {
+        auto l = startListener(req, existing.netns);
+        if (!l) return failed(kCodeListener, l.error().str());
+        existing.listener = *l;
+      }
+      return ok();
+    }
+    // Same name, new sandbox: the old one is gone or going.
+    log::info(kLog, "pod {}: new netns replaces the enrolled one", *key);
+    if (existing.listener) existing.listener->close(true);
+    forgetState(*key);
+    pods_.erase(it);
+  }
+
+  if (auto st = redirect_->install(*netns); !st) {
+    return failed(kCodeRules, st.error().wrap("install redirect").str());
+  }
+  auto listener = startListener(req, netns);
+  if (!listener) {
+    // Rules stay: the pod is closed, which is the safe state; the runtime will DEL.
+    return failed(kCodeListener, listener.error().wrap("create listeners").str());
+  }
+  if (auto st = persist(*key, req, *netns); !st) {
+    (*listener)->close(true);
+    return failed(kCodeState, st.error().wrap("persist state").str());
+  }
+  auto pod = std::make_unique<Pod>();
+  pod->request = req;
+  pod->request.set_netns_fd_attached(false);
+  pod->netns = std::move(netns);
+  pod->listener = std::move(*listener);
+  pods_[*key] = std::move(pod);
+  return ok();
+}
+
+enroll::EnrollReply PodManager::del(const enroll::EnrollRequest& req) {
+  auto key = stateKey(req.pod());
+  if (!key) return ok();  // cannot have been enrolled
+  std::lock_guard lock(mu_);
+  auto it = pods_.find(*key);
+  if (it == pods_.end()) {
+    forgetState(*key);
+    return ok();
+  }
+  Pod& pod = *it->second;
+  if (pod.listener) pod.listener->close(true);
+  Status st;
+  if (redirect_) st = redirect_->remove(*pod.netns);
+  forgetState(*key);
+  pods_.erase(it);
+  if (!st) {
+    // The pod is going away; its rules go with its netns. Report, but do not block deletion.
+    log::warn(kLog, "pod {}: remove rules: {}", *key, st.error().str());
+  }
+  return ok();
+}
+
+enroll::EnrollReply PodManager::check(const enroll::EnrollRequest& req) {
+  auto key = stateKey(req.pod());
+  if (!key) return failed(kCodeBadRequest, key.error().str());
+  std::lock_guard lock(mu_);
+  auto it = pods_.find(*key);
+  if (it == pods_.end()) return failed(kCodeCheckFailed, "pod is not enrolled");
+  if (!redirect_) return failed(kCodeNotReady, "agent not ready: no valid config loaded");
+  Pod& pod = *it->second;
+  auto drift = redirect_->verify(*pod.netns);
+  if (!drift) return failed(kCodeCheckFailed, drift.error().wrap("verify rules").str());
+  if (!drift->ok()) return failed(kCodeCheckFailed, "rules drifted: " + drift->summary());
+  if (!pod.listener || !pod.listener->listening() || pod.listener->listenerCount() == 0) {
+    return failed(kCodeCheckFailed, "capture listeners are not up");
+  }
+  return ok();
+}
+
+Status PodManager::persist(const std::string& key, const enroll::EnrollRequest& req,
+                           const Netns& netns) {
+  fs::path nsPath = fs::path(runDir_) / "netns" / key;
+  ::umount2(nsPath.c_str(), MNT_DETACH);  // a previous enrollment of the same name
+  int f = ::open(nsPath.c_str(), O_CREAT | O_RDONLY | O_CLOEXEC, 0444);
+  if (f < 0) return failErrno("create " + nsPath.string());
+  ::close(f);
+  std::string src = fmt::format("/proc/self/fd/{}", netns.fd());
+  if (::mount(src.c_str(), nsPath.c_str(), "none", MS_BIND, nullptr) != 0) {
+    return failErrno("bind-mount netns at " + nsPath.string());
+  }
+  enroll::EnrollRequest saved = req;
+  saved.set_netns_fd_attached(false);
+  fs::path pb = fs::path(runDir_) / "pods" / (key + ".pb");
+  fs::path tmp = pb;
+  tmp += ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out || !saved.SerializeToOstream(&out)) return fail("write " + tmp.string());
+  }
+  std::error_code ec;
+  fs::rename(tmp, pb, ec);
+  if (ec) return fail(fmt::format("rename {}: {}", pb.string(), ec.message()));
+  return {};
+}
+
+void PodManager::forgetState(const std::string& key) {
+  fs::path nsPath = fs::path(runDir_) / "netns" / key;
+  ::umount2(nsPath.c_str(), MNT_DETACH);
+  std::error_code ec;
+  fs::remove(nsPath, ec);
+  fs::remove(fs::path(runDir_) / "pods" / (key + ".pb"), ec);
+}
+
+void PodManager::readopt() {
+  std::error_code ec;
+  std::vector<fs::path> files;
+  for (const auto& e : fs::directory_iterator(fs::path(runDir_) / "pods", ec)) {
+    if (e.path().extension() == ".pb") files.push_back(e.path());
+  }
+  std::lock_guard lock(mu_);
+  for (const auto& file : files) {
+    std::string key = file.stem().string();
+    enroll::EnrollRequest req;
+    {
+      std::ifstream in(file, std::ios::binary);
+      if (!in || !req.ParseFromIstream(&in)) {
+        log::error(kLog, "re-adopt: unreadable state {}: dropped", file.string());
+        forgetState(key);
+        continue;
+      }
+    }
+    auto expected = stateKey(req.pod());
+    if (!expected || *expected != key) {
+      log::error(kLog, "re-adopt: state {} does not match its pod: dropped", file.string());
+      forgetState(key);
+      continue;
+    }
+    fs::path nsPath = fs::path(runDir_) / "netns" / key;
+    auto opened = Netns::open(nsPath.string());
+    if (!opened || !isNetns(opened->fd())) {
+      log::info(kLog, "re-adopt: pod {}: netns is gone: dropped", key);
+      forgetState(key);
+      continue;
+    }
+    auto netns = std::make_shared<Netns>(std::move(*opened));
+    // Our bind mount keeps the netns alive after the pod is gone; the runtime's own reference
+    // (netns_path) tells whether the pod still exists.
+    if (!req.netns_path().empty() && pathInode(req.netns_path()) != netns->inode()) {
+      log::info(kLog, "re-adopt: pod {}: {} no longer refers to its netns: dropped", key,
+                req.netns_path());
+      forgetState(key);
+      continue;
+    }
+    if (!redirect_) {
+      log::error(kLog, "re-adopt: pod {}: no config loaded; rules left as they are", key);
+    } else {
+      auto drift = redirect_->verify(*netns);
+      if (!drift || !drift->ok()) {
+        log::warn(kLog, "re-adopt: pod {}: rules {}: reinstalling", key,
+                  drift ? drift->summary() : drift.error().str());
+        if (auto st = redirect_->install(*netns); !st) {
+          log::error(kLog, "re-adopt: pod {}: {}", key, st.error().str());
+        }
+      }
+    }
+    auto listener = startListener(req, netns);
+    if (!listener) {
+      log::error(kLog, "re-adopt: pod {}: {} (pod stays closed)", key, listener.error().str());
+    }
+    auto pod = std::make_unique<Pod>();
+    pod->request = req;
+    pod->netns = std::move(netns);
+    if (listener) pod->listener = *listener;
+    pods_[key] = std::move(pod);
+    log::info(kLog, "re-adopted pod {}", key);
+  }
+  inputs_.metrics.enrolledPods = static_cast<int64_t>(pods_.size());
+}
+
+void PodManager::shutdown() {
+  std::lock_guard lock(mu_);
+  for (auto& [key, pod] : pods_) {
+    if (pod->listener) pod->listener->close(true);
+  }
+}
+
+size_t PodManager::size() const {
+  std::lock_guard lock(mu_);
+  return pods_.size();
+}
+
+bool PodManager::enrolled(const std::string& ns, const std::string& name) const {
+  std::lock_guard lock(mu_);
+  return pods_.count(ns + "_" + name) > 0;
+}
+
+std::string PodManager::collectMetrics() const {
+  std::string out;
+  out += "# HELP tollgate_pod_nft_packets_total Packets counted by a pod's redirect rules.\n"
+         "# TYPE tollgate_pod_nft_packets_total counter\n";
+  std::string active =
+      "# HELP tollgate_pod_connections_active Open connections per pod.\n"
+      "# TYPE tollgate_pod_connections_active gauge\n";
+  std::lock_guard lock(mu_);
+  for (const auto& [key, pod] : pods_) {
+    std::string ref = pod->request.pod().namespace_() + "/" + pod->request.pod().name();
+    if (redirect_) {
+      if (auto c = redirect_->counters(*pod->netns)) {
+        for (const auto& [name, v] : *c) {
+          out += proxy::formatSample("tollgate_pod_nft_packets_total",
+                                     {{"pod", ref}, {"counter", name}},
+                                     static_cast<double>(v.packets));
+        }
+      }
+    }
+    active += proxy::formatSample("tollgate_pod_connections_active", {{"pod", ref}},
+                                  pod->listener ? static_cast<double>(pod->listener->activeConnections()) : 0);
+  }
+  return out + active;
+}
+
+}  // namespace tollgate::agent

@@ -1,0 +1,106 @@
+#include "proxy/metrics.h"
+
+#include <fmt/format.h>
+
+namespace tollgate::proxy {
+
+std::string escapeLabelValue(std::string_view v) {
+  std::string out;
+  out.reserve(v.size());
+  for (char c : v) {
+    if (c == '\\') {
+      out += "\\\\";
+    } else if (c == '"') {
+      out += "\\\"";
+    } else if (c == '\n') {
+      out += "\\n";
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+std::string formatSample(std::string_view name, const Metrics::Labels& labels, double value) {
+  std::string out(name);
+  if (!labels.empty()) {
+    out += '{';
+    bool first = true;
+    for (const auto& [k, v] : labels) {
+      if (!first) out += ',';
+      first = false;
+      out += fmt::format("{}=\"{}\"", k, escapeLabelValue(v));
+    }
+    out += '}';
+  }
+  out += fmt::format(" {}\n", value);
+  return out;
+}
+
+void Metrics::countConnection(std::string_view decision, std::string_view reason) {
+  std::lock_guard lock(mu_);
+  ++connections_[{std::string(decision), std::string(reason)}];
+}
+
+uint64_t Metrics::connections(std::string_view decision, std::string_view reason) const {
+  std::lock_guard lock(mu_);
+  auto it = connections_.find({std::string(decision), std::string(reason)});
+  return it == connections_.end() ? 0 : it->second;
+}
+
+void Metrics::addCollector(Collector c) {
+  std::lock_guard lock(mu_);
+  collectors_.push_back(std::move(c));
+}
+
+std::string Metrics::render() const {
+  std::string out;
+  auto counter = [&](std::string_view name, std::string_view help, uint64_t v) {
+    out += fmt::format("# HELP {} {}\n# TYPE {} counter\n", name, help, name);
+    out += formatSample(name, {}, static_cast<double>(v));
+  };
+  auto gauge = [&](std::string_view name, std::string_view help, int64_t v) {
+    out += fmt::format("# HELP {} {}\n# TYPE {} gauge\n", name, help, name);
+    out += formatSample(name, {}, static_cast<double>(v));
+  };
+
+  std::vector<Collector> collectors;
+  out += "# HELP tollgate_connections_total Connections handled, by decision and reason.\n"
+         "# TYPE tollgate_connections_total counter\n";
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [key, v] : connections_) {
+      out += formatSample("tollgate_connections_total",
+                          {{"decision", key.first}, {"reason", key.second}},
+                          static_cast<double>(v));
+    }
+    collectors = collectors_;
+  }
+  gauge("tollgate_connections_active", "Connections currently open.", active.load());
+  counter("tollgate_bytes_up_total", "Bytes relayed from pods to upstreams.", bytesUp.load());
+  counter("tollgate_bytes_down_total", "Bytes relayed from upstreams to pods.", bytesDown.load());
+  counter("tollgate_sniff_timeouts_total", "Connections whose first bytes did not arrive in time.",
+          sniffTimeouts.load());
+  counter("tollgate_limit_rejections_total", "Connections refused by the per-pod limit.",
+          limitRejections.load());
+  counter("tollgate_resolver_failures_total", "Upstream name resolutions that failed.",
+          resolverFailures.load());
+  counter("tollgate_upstream_connect_failures_total", "Upstream connects that failed.",
+          upstreamConnectFailures.load());
+  counter("tollgate_refused_loop_total", "Connections refused because they target the proxy.",
+          refusedLoops.load());
+  counter("tollgate_refused_unattributed_total",
+          "Connections refused because their origin or destination is unknown.",
+          refusedUnattributed.load());
+  counter("tollgate_config_reloads_ok_total", "Config reloads that produced a new snapshot.",
+          reloadsOk.load());
+  counter("tollgate_config_reloads_failed_total", "Config reloads rejected (old snapshot kept).",
+          reloadsFailed.load());
+  counter("tollgate_enroll_ok_total", "Enrollment requests that succeeded.", enrollOk.load());
+  counter("tollgate_enroll_failed_total", "Enrollment requests that failed.", enrollFailed.load());
+  gauge("tollgate_enrolled_pods", "Pods currently enrolled.", enrolledPods.load());
+  for (const auto& c : collectors) out += c();
+  return out;
+}
+
+}  // namespace tollgate::proxy

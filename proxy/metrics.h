@@ -1,0 +1,54 @@
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace tollgate::proxy {
+
+// Process-wide counters and gauges of the data plane, rendered as Prometheus text (version 0.0.4).
+// Hot-path counters are lock-free atomics; the labelled decision counter takes a short lock.
+class Metrics {
+ public:
+  using Labels = std::vector<std::pair<std::string, std::string>>;
+  // Adds exposition text computed at scrape time (e.g. nft drop counters per pod).
+  using Collector = std::function<std::string()>;
+
+  void countConnection(std::string_view decision, std::string_view reason);
+  uint64_t connections(std::string_view decision, std::string_view reason) const;
+  void addCollector(Collector c);
+
+  std::string render() const;
+
+  std::atomic<int64_t> active{0};
+  std::atomic<uint64_t> bytesUp{0};
+  std::atomic<uint64_t> bytesDown{0};
+  std::atomic<uint64_t> sniffTimeouts{0};
+  std::atomic<uint64_t> limitRejections{0};
+  std::atomic<uint64_t> resolverFailures{0};
+  std::atomic<uint64_t> upstreamConnectFailures{0};
+  std::atomic<uint64_t> refusedLoops{0};         // original destination is the proxy itself
+  std::atomic<uint64_t> refusedUnattributed{0};  // no original destination / unknown pod
+  std::atomic<uint64_t> reloadsOk{0};
+  std::atomic<uint64_t> reloadsFailed{0};
+  std::atomic<uint64_t> enrollOk{0};
+  std::atomic<uint64_t> enrollFailed{0};
+  std::atomic<int64_t> enrolledPods{0};
+
+ private:
+  mutable std::mutex mu_;
+  std::map<std::pair<std::string, std::string>, uint64_t> connections_;
+  std::vector<Collector> collectors_;
+};
+
+// One exposition line: name{k="v",...} value\n, label values escaped.
+std::string formatSample(std::string_view name, const Metrics::Labels& labels, double value);
+std::string escapeLabelValue(std::string_view v);
+
+}  // namespace tollgate::proxy

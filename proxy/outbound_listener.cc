@@ -1,0 +1,144 @@
+#include "proxy/outbound_listener.h"
+
+#include <netinet/in.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include "common/log.h"
+#include "proxy/access_log.h"
+#include "proxy/metrics.h"
+#include "proxy/session.h"
+#include "proxy/socket_util.h"
+
+namespace tollgate::proxy {
+namespace {
+constexpr std::string_view kLog = "proxy";
+}
+
+Result<std::shared_ptr<OutboundListener>> OutboundListener::create(ProxyInputs& inputs,
+                                                                   PodInfo pod,
+                                                                   NetnsRunner runner) {
+  std::shared_ptr<OutboundListener> l(new OutboundListener(inputs, std::move(pod), std::move(runner)));
+  uint16_t port = inputs.options.outboundPort;
+  for (bool v6 : {false, true}) {
+    Endpoint bind{*policy::IpAddress::parse(v6 ? "::1" : "127.0.0.1"), port};
+    auto fd = l->runner_([bind]() { return makeListener(bind); });
+    if (!fd) {
+      if (v6 && (fd.error().code == EADDRNOTAVAIL || fd.error().code == EAFNOSUPPORT)) {
+        // No IPv6 in this netns: nothing can be sent over it, and the redirect drops it anyway.
+        log::warn(kLog, "pod {}: no IPv6 listener: {}", l->pod_.key(), fd.error().str());
+        continue;
+      }
+      return std::unexpected(fd.error().wrap(fmt::format("pod {}: listener", l->pod_.key())));
+    }
+    auto acc = std::make_unique<asio::ip::tcp::acceptor>(asio::make_strand(inputs.io));
+    boost::system::error_code ec;
+    acc->assign(v6 ? asio::ip::tcp::v6() : asio::ip::tcp::v4(), *fd, ec);
+    if (ec) {
+      ::close(*fd);
+      return fail(fmt::format("pod {}: assign listener: {}", l->pod_.key(), ec.message()));
+    }
+    l->acceptors_.push_back(std::move(acc));
+  }
+  return l;
+}
+
+OutboundListener::~OutboundListener() {
+  // The last owner is going away, so nothing else can be using the acceptors: close them here
+  // rather than posting to an io_context that may itself be shutting down.
+  for (auto& acc : acceptors_) {
+    boost::system::error_code ec;
+    acc->close(ec);
+  }
+}
+
+void OutboundListener::start() {
+  listening_ = true;
+  for (auto& acc : acceptors_) {
+    asio::co_spawn(acc->get_executor(),
+                   [self = shared_from_this(), a = acc.get()]() { return self->acceptLoop(a); },
+                   asio::detached);
+  }
+}
+
+void OutboundListener::close(bool closeSessions) {
+  listening_ = false;
+  for (auto& acc : acceptors_) {
+    // The acceptor lives on its strand; closing from elsewhere must go through it.
+    asio::post(acc->get_executor(), [a = acc.get(), keep = weak_from_this()] {
+      if (keep.expired()) return;
+      boost::system::error_code ec;
+      a->close(ec);
+    });
+  }
+  if (closeSessions) {
+    std::lock_guard lock(mu_);
+    for (auto& w : sessions_) {
+      if (auto s = w.lock()) s->abort();
+    }
+  }
+}
+
+void OutboundListener::sessionStarted(const std::shared_ptr<Session>& s) {
+  active_++;
+  std::lock_guard lock(mu_);
+  sessions_.insert(s);
+}
+
+void OutboundListener::sessionEnded(Session* s) {
+  active_--;
+  std::lock_guard lock(mu_);
+  // Expired entries (this one is being destroyed or about to be) are pruned here.
+  for (auto it = sessions_.begin(); it != sessions_.end();) {
+    auto sp = it->lock();
+    if (!sp || sp.get() == s) {
+      it = sessions_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+awaitable<void> OutboundListener::acceptLoop(asio::ip::tcp::acceptor* acceptor) {
+  for (;;) {
+    boost::system::error_code ec;
+    auto sock = co_await acceptor->async_accept(asio::make_strand(inputs_.io),
+                                                asio::redirect_error(use_awaitable, ec));
+    if (!listening_ || !acceptor->is_open()) co_return;
+    if (ec) {
+      if (ec == asio::error::operation_aborted) co_return;
+      log::warn(kLog, "pod {}: accept: {}", pod_.key(), ec.message());
+      // EMFILE and friends: back off instead of spinning.
+      asio::steady_timer t(acceptor->get_executor());
+      t.expires_after(std::chrono::milliseconds(100));
+      co_await t.async_wait(asio::redirect_error(use_awaitable, ec));
+      continue;
+    }
+    if (static_cast<size_t>(active_.load()) >= inputs_.options.maxConnectionsPerPod) {
+      inputs_.metrics.limitRejections++;
+      inputs_.metrics.countConnection("deny", "connection_limit");
+      log::warn(kLog, "pod {}: connection limit {} reached: reset", pod_.key(),
+                inputs_.options.maxConnectionsPerPod);
+      AccessRecord r;
+      r.start = std::chrono::system_clock::now();
+      r.podNs = pod_.ns;
+      r.podName = pod_.name;
+      r.decision = "deny";
+      r.reason = "connection_limit";
+      if (auto local = localEndpoint(sock.native_handle())) {
+        auto dst = originalDestination(sock.native_handle(), local->ip.isV4() ? AF_INET : AF_INET6);
+        if (dst) r.originalDst = dst->str();
+      }
+      inputs_.accessLog.write(r);
+      armReset(sock.native_handle());
+      sock.close(ec);
+      continue;
+    }
+    auto session = std::make_shared<Session>(shared_from_this(), std::move(sock));
+    sessionStarted(session);
+    session->start();
+  }
+}
+
+}  // namespace tollgate::proxy

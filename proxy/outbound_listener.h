@@ -1,0 +1,59 @@
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <vector>
+
+#include "common/error.h"
+#include "proxy/asio.h"
+#include "proxy/proxy_context.h"
+
+namespace tollgate::proxy {
+
+class Session;
+
+// The capture listeners of one enrolled pod: 127.0.0.1:<port> and [::1]:<port>, created inside
+// the pod's netns (so the pod's source address is kept and nothing is reachable from outside),
+// each accepted connection handed to a Session.
+class OutboundListener : public std::enable_shared_from_this<OutboundListener> {
+ public:
+  // Creates the listening sockets in the pod netns through `runner`. The IPv6 listener is
+  // optional only when IPv6 is unavailable in that netns (then the redirect drops IPv6 anyway).
+  static Result<std::shared_ptr<OutboundListener>> create(ProxyInputs& inputs, PodInfo pod,
+                                                          NetnsRunner runner);
+  ~OutboundListener();
+
+  void start();
+  // Stops accepting and closes the listening sockets; with `closeSessions`, also resets the
+  // pod's open connections.
+  void close(bool closeSessions = false);
+
+  bool listening() const { return listening_.load(); }
+  size_t listenerCount() const { return acceptors_.size(); }
+  int64_t activeConnections() const { return active_.load(); }
+  const PodInfo& pod() const { return pod_; }
+  const NetnsRunner& runner() const { return runner_; }
+  ProxyInputs& inputs() { return inputs_; }
+
+  // Session bookkeeping (called by Session).
+  void sessionStarted(const std::shared_ptr<Session>& s);
+  void sessionEnded(Session* s);
+
+ private:
+  OutboundListener(ProxyInputs& inputs, PodInfo pod, NetnsRunner runner)
+      : inputs_(inputs), pod_(std::move(pod)), runner_(std::move(runner)) {}
+  awaitable<void> acceptLoop(asio::ip::tcp::acceptor* acceptor);
+
+  ProxyInputs& inputs_;
+  PodInfo pod_;
+  NetnsRunner runner_;
+  std::vector<std::unique_ptr<asio::ip::tcp::acceptor>> acceptors_;
+  std::atomic<bool> listening_{false};
+  std::atomic<int64_t> active_{0};
+  std::mutex mu_;
+  std::set<std::weak_ptr<Session>, std::owner_less<std::weak_ptr<Session>>> sessions_;
+};
+
+}  // namespace tollgate::proxy

@@ -1,0 +1,83 @@
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/error.h"
+#include "policy/model.h"
+#include "policy/snapshot.h"
+#include "proxy/asio.h"
+
+namespace tollgate::proxy {
+
+class Metrics;
+class AccessLog;
+class Resolver;
+
+struct ProxyOptions {
+  uint16_t outboundPort = 15001;
+  // Ports of the proxy itself inside a pod netns: a flow whose original destination is one of
+  // these on loopback is a loop and is refused.
+  std::vector<uint16_t> ownPorts = {15001, 15053};
+  std::chrono::milliseconds sniffTimeout{5000};
+  size_t sniffMaxBytes = 16 * 1024;
+  std::chrono::milliseconds connectTimeout{10000};
+  std::chrono::milliseconds idleTimeout{300 * 1000};
+  size_t maxConnectionsPerPod = 1024;
+  bool splice = true;  // splice() plaintext relays that are not re-inspected
+  // Where upstream sockets of external routes (Direct, Gateway) are created. true: in the
+  // proxy's own (node) netns, because the host fence drops traffic from pod interfaces to
+  // outside the cluster CIDRs (the gateway tunnel will be the only way out); false: in the pod
+  // netns like in-cluster flows. In-cluster flows always leave from the pod netns so that the
+  // destination sees the pod's address.
+  bool externalFromNode = true;
+};
+
+// The current compiled config. Reloads swap it atomically; a session keeps the pointer it
+// started with.
+class SnapshotHolder {
+ public:
+  policy::SnapshotPtr load() const { return current_.load(); }
+  void store(policy::SnapshotPtr s) { current_.store(std::move(s)); }
+
+ private:
+  std::atomic<policy::SnapshotPtr> current_;
+};
+
+// Everything a listener and its sessions need, passed by reference (ztunnel's ProxyInputs).
+struct ProxyInputs {
+  asio::io_context& io;
+  ProxyOptions options;
+  SnapshotHolder& snapshots;
+  Metrics& metrics;
+  AccessLog& accessLog;
+  Resolver& resolver;
+};
+
+// The pod a listener serves, as enrolled. Labels and service account here are the fallback when
+// the snapshot has no Pod object for it.
+struct PodInfo {
+  std::string ns;
+  std::string name;
+  std::string uid;
+  policy::Labels labels;
+  std::string serviceAccount = "default";
+  std::vector<std::string> ips;
+  uint32_t mark = 0x7467;  // SO_MARK on the proxy's upstream sockets in this pod's netns
+
+  std::string key() const { return ns + "/" + name; }
+};
+
+// Runs fn on a thread inside the pod's netns and returns the fd it created (agent::Netns::runFd).
+// The seam through which the proxy creates every socket that must live in a pod netns.
+using NetnsRunner = std::function<Result<int>(const std::function<Result<int>()>&)>;
+
+// spiffe://<trust-domain>/ns/<ns>/sa/<sa>
+std::string spiffeId(std::string_view trustDomain, std::string_view ns, std::string_view sa);
+
+}  // namespace tollgate::proxy

@@ -1,0 +1,673 @@
+#include "proxy/session.h"
+
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+
+#include <fmt/format.h>
+
+#include "common/log.h"
+#include "proxy/http1_sniffer.h"
+#include "proxy/metrics.h"
+#include "proxy/outbound_listener.h"
+#include "proxy/resolver.h"
+#include "proxy/sniff.h"
+#include "proxy/tls_client_hello.h"
+
+namespace tollgate::proxy {
+namespace {
+
+using boost::system::error_code;
+using Clock = std::chrono::steady_clock;
+
+constexpr std::string_view kLog = "proxy";
+constexpr size_t kRelayChunk = 16 * 1024;
+constexpr size_t kSpliceChunk = 64 * 1024;
+constexpr auto kDrainAfterDeny = std::chrono::milliseconds(1000);
+
+bool isLoopback(const policy::IpAddress& ip) {
+  if (ip.isV4()) return ip.bytes[0] == 127;
+  static const auto kV6Loopback = *policy::IpAddress::parse("::1");
+  return ip == kV6Loopback;
+}
+
+std::span<const uint8_t> asBytes(std::string_view s) {
+  return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
+}
+
+std::string_view protocolName(int p) {
+  switch (p) {
+    case 0: return "tls";
+    case 1: return "http";
+    default: return "tcp";
+  }
+}
+
+bool sameRoute(const policy::Route& a, const policy::Route& b) {
+  return a.kind == b.kind && a.upstreamHost == b.upstreamHost &&
+         a.upstreamPort == b.upstreamPort && a.byName == b.byName &&
+         a.gatewayName == b.gatewayName;
+}
+
+// A pipe for splice(), closed on scope exit.
+struct Pipe {
+  int fds[2] = {-1, -1};
+  Pipe() {
+    if (::pipe2(fds, O_CLOEXEC | O_NONBLOCK) != 0) fds[0] = fds[1] = -1;
+  }
+  ~Pipe() {
+    if (fds[0] >= 0) ::close(fds[0]);
+    if (fds[1] >= 0) ::close(fds[1]);
+  }
+  bool ok() const { return fds[0] >= 0; }
+};
+
+}  // namespace
+
+std::string spiffeId(std::string_view trustDomain, std::string_view ns, std::string_view sa) {
+  return fmt::format("spiffe://{}/ns/{}/sa/{}", trustDomain, ns, sa);
+}
+
+Session::Session(std::shared_ptr<OutboundListener> listener, asio::ip::tcp::socket client)
+    : listener_(std::move(listener)),
+      client_(std::move(client)),
+      upstream_(client_.get_executor()),
+      deadline_(client_.get_executor()),
+      done_(client_.get_executor()),
+      idle_(client_.get_executor()) {}
+
+Session::~Session() = default;
+
+void Session::start() {
+  asio::co_spawn(
+      client_.get_executor(),
+      [self = shared_from_this()]() -> awaitable<void> {
+        try {
+          co_await self->run();
+        } catch (const std::exception& e) {
+          // Nothing on the data plane should throw; if a library does, the session ends closed.
+          log::error(kLog, "session {}: {}", self->record_.podName, e.what());
+          self->record_.decision = "deny";
+          self->record_.reason = "internal_error";
+          self->closeBoth(true);
+        }
+        self->finish();
+      },
+      asio::detached);
+}
+
+void Session::abort() {
+  asio::post(client_.get_executor(), [self = shared_from_this()] { self->closeBoth(true); });
+}
+
+void Session::armDeadline(std::chrono::milliseconds d) {
+  uint64_t gen = ++deadlineGen_;
+  deadlineFired_ = false;
+  deadline_.expires_after(d);
+  deadline_.async_wait([self = shared_from_this(), gen](error_code ec) {
+    // A newer arm/disarm makes an already-queued expiry stale.
+    if (ec || gen != self->deadlineGen_) return;
+    self->deadlineFired_ = true;
+    error_code ignored;
+    self->client_.cancel(ignored);
+    self->upstream_.cancel(ignored);
+  });
+}
+
+void Session::disarmDeadline() {
+  ++deadlineGen_;
+  deadline_.cancel();
+}
+
+void Session::closeBoth(bool reset) {
+  closing_ = true;
+  error_code ec;
+  if (client_.is_open()) {
+    if (reset) armReset(client_.native_handle());
+    client_.close(ec);
+  }
+  if (upstream_.is_open()) {
+    if (reset) armReset(upstream_.native_handle());
+    upstream_.close(ec);
+  }
+  done_.cancel();
+  idle_.cancel();
+}
+
+void Session::refuse(std::string_view reason, std::string_view detail) {
+  record_.decision = "deny";
+  record_.reason = std::string(reason);
+  log::info(kLog, "{}/{} -> {}: refused ({}): {}", record_.podNs, record_.podName,
+            record_.originalDst.empty() ? "?" : record_.originalDst, reason, detail);
+  closeBoth(true);
+}
+
+void Session::finish() {
+  if (finished_) return;
+  finished_ = true;
+  disarmDeadline();
+  closeBoth(false);
+  record_.durationMs = static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - startedAt_).count());
+  auto& in = listener_->inputs();
+  if (record_.decision.empty()) record_.decision = "deny";
+  in.metrics.countConnection(record_.decision, record_.reason.empty() ? "-" : record_.reason);
+  in.metrics.active--;
+  in.accessLog.write(record_);
+  listener_->sessionEnded(this);
+}
+
+policy::Decision Session::decideName(const std::optional<std::string>& name) {
+  policy::FlowQuery q;
+  q.source = identity_;
+  q.dstIp = originalDst_.ip;
+  q.dstPort = originalDst_.port;
+  q.l4 = policy::L4Protocol::Tcp;
+  q.app = protocol_ == Sniffed::Tls    ? policy::AppProtocol::Tls
+          : protocol_ == Sniffed::Http ? policy::AppProtocol::Http
+                                       : policy::AppProtocol::Tcp;
+  q.name = name;
+  return snapshot_->decide(q);
+}
+
+awaitable<void> Session::run() {
+  auto& in = listener_->inputs();
+  const PodInfo& pod = listener_->pod();
+  startedAt_ = Clock::now();
+  lastActivity_ = startedAt_;
+  record_.start = std::chrono::system_clock::now();
+  record_.podNs = pod.ns;
+  record_.podName = pod.name;
+  in.metrics.active++;
+
+  int fd = client_.native_handle();
+  setNoDelay(fd);
+  auto local = localEndpoint(fd);
+  if (!local) {
+    in.metrics.refusedUnattributed++;
+    refuse("unattributed", local.error().str());
+    co_return;
+  }
+  auto orig = originalDestination(fd, local->ip.isV4() ? AF_INET : AF_INET6);
+  if (!orig) {
+    in.metrics.refusedUnattributed++;
+    refuse("unattributed", orig.error().str());
+    co_return;
+  }
+  originalDst_ = *orig;
+  record_.originalDst = orig->str();
+  const auto& own = in.options.ownPorts;
+  if (*orig == *local ||
+      (isLoopback(orig->ip) && std::find(own.begin(), own.end(), orig->port) != own.end())) {
+    in.metrics.refusedLoops++;
+    refuse("loop", "original destination is the proxy itself");
+    co_return;
+  }
+
+  snapshot_ = in.snapshots.load();
+  if (!snapshot_) {
+    in.metrics.refusedUnattributed++;
+    refuse("no_config", "no policy snapshot loaded");
+    co_return;
+  }
+  if (auto id = snapshot_->identityOf(pod.ns, pod.name)) {
+    identity_ = *id;
+  } else {
+    identity_ = policy::PodIdentity{pod.ns, pod.name, pod.labels, pod.serviceAccount};
+  }
+  spiffe_ = spiffeId(snapshot_->mesh().trustDomain, identity_.ns, identity_.serviceAccount);
+  record_.identity = spiffe_;
+
+  if (!co_await sniff()) co_return;
+  record_.protocol = std::string(protocolName(static_cast<int>(protocol_)));
+
+  decision_ = decideName(sniffedName_);
+  // (No conditional temporaries in coroutines: GCC 12 miscompiles some of them.)
+  if (!decision_.name.empty()) {
+    record_.name = decision_.name;
+  } else if (sniffedName_) {
+    record_.name = *sniffedName_;
+  }
+  record_.decision = std::string(policy::toString(decision_.verdict));
+  record_.reason = std::string(policy::toString(decision_.reason));
+  record_.decidedBy = decision_.decidedBy.str();
+  record_.route = decision_.route.str();
+
+  if (!decision_.allowed()) {
+    if (protocol_ == Sniffed::Http) {
+      co_await sendHttpError(403, "Forbidden", "x-tollgate-denied", policy::toString(decision_.reason));
+    } else {
+      closeBoth(true);
+    }
+    co_return;
+  }
+
+  if (!co_await connectUpstream()) co_return;
+  co_await relay();
+}
+
+awaitable<bool> Session::sniff() {
+  auto& in = listener_->inputs();
+  const size_t cap = in.options.sniffMaxBytes;
+  armDeadline(in.options.sniffTimeout);
+  std::array<char, 4096> buf;
+  for (;;) {
+    auto bytes = asBytes(buffered_);
+    Protocol p = classify(bytes);
+    if (p == Protocol::Tls) {
+      auto r = sniffClientHello(bytes, cap);
+      if (r.status == SniffStatus::Done) {
+        protocol_ = Sniffed::Tls;
+        if (!r.info.sni.empty()) sniffedName_ = r.info.sni;
+        break;
+      }
+      if (r.status != SniffStatus::NeedMore) {
+        record_.protocol = "tls";
+        refuse("invalid_tls", r.error);
+        co_return false;
+      }
+    } else if (p == Protocol::Http) {
+      auto r = sniffHttpRequest(bytes, cap);
+      if (r.status == SniffStatus::Done) {
+        protocol_ = Sniffed::Http;
+        if (!r.head.host.empty()) sniffedName_ = r.head.host;
+        break;
+      }
+      if (r.status == SniffStatus::NotThisProtocol) {
+        protocol_ = Sniffed::Opaque;
+        break;
+      }
+      if (r.status == SniffStatus::Invalid) {
+        disarmDeadline();
+        protocol_ = Sniffed::Http;
+        record_.protocol = "http";
+        record_.decision = "deny";
+        record_.reason = "invalid_request";
+        log::info(kLog, "{}/{} -> {}: invalid HTTP request: {}", record_.podNs, record_.podName,
+                  record_.originalDst, r.error);
+        co_await sendHttpError(400, "Bad Request", "x-tollgate-denied", "invalid_request");
+        co_return false;
+      }
+    } else if (p == Protocol::Opaque) {
+      protocol_ = Sniffed::Opaque;
+      break;
+    }
+    if (buffered_.size() >= cap) {
+      refuse("sniff_too_large", fmt::format("no complete message in {} bytes", cap));
+      co_return false;
+    }
+    error_code ec;
+    size_t n = co_await client_.async_read_some(
+        asio::buffer(buf.data(), std::min(buf.size(), cap - buffered_.size())),
+        asio::redirect_error(use_awaitable, ec));
+    if (ec) {
+      if (deadlineFired_) {
+        in.metrics.sniffTimeouts++;
+        if (buffered_.empty()) {
+          // Server-speaks-first protocols (SMTP, MySQL...) send nothing: decide by address alone,
+          // which only an address entry can allow.
+          log::debug(kLog, "{}/{} -> {}: nothing sent within the sniff deadline; opaque",
+                     record_.podNs, record_.podName, record_.originalDst);
+          protocol_ = Sniffed::Opaque;
+          break;
+        }
+        refuse("sniff_timeout", fmt::format("incomplete first message after {} bytes",
+                                            buffered_.size()));
+        co_return false;
+      }
+      if (ec == asio::error::eof && buffered_.empty()) {
+        record_.reason = "client_closed";
+        closeBoth(false);
+        co_return false;
+      }
+      refuse("client_error", ec.message());
+      co_return false;
+    }
+    buffered_.append(buf.data(), n);
+  }
+  disarmDeadline();
+  co_return true;
+}
+
+awaitable<bool> Session::connectUpstream() {
+  auto& in = listener_->inputs();
+  const PodInfo& pod = listener_->pod();
+  const policy::Route& route = decision_.route;
+  bool http = protocol_ == Sniffed::Http;
+  auto failClosed = [&](std::string_view reason, std::string_view detail) -> awaitable<void> {
+    record_.decision = "deny";
+    record_.reason = std::string(reason);
+    std::string_view name = record_.name;
+    if (name.empty()) name = "-";
+    log::warn(kLog, "{}/{} -> {} ({}): {}: {}", record_.podNs, record_.podName,
+              record_.originalDst, name, reason, detail);
+    if (http) {
+      co_await sendHttpError(502, "Bad Gateway", "x-tollgate-error", reason);
+    } else {
+      closeBoth(true);
+    }
+  };
+
+  if (route.kind == policy::Route::Kind::Gateway) {
+    log::info(kLog, "{}/{} -> {}: gateway route not implemented: direct", record_.podNs,
+              record_.podName, record_.originalDst);
+  }
+  uint16_t port = route.upstreamPort != 0 ? route.upstreamPort : originalDst_.port;
+  std::vector<policy::IpAddress> candidates;
+  if (route.byName && !route.upstreamHost.empty()) {
+    auto r = co_await in.resolver.resolve(route.upstreamHost);
+    if (!r || r->empty()) {
+      in.metrics.resolverFailures++;
+      // Kept out of the co_await expression: GCC 12 double-destroys conditional temporaries
+      // there.
+      std::string detail = r ? std::string("no addresses") : r.error().str();
+      co_await failClosed("resolve_failed", detail);
+      co_return false;
+    }
+    candidates = std::move(*r);
+  } else {
+    candidates.push_back(originalDst_.ip);
+  }
+  // The pod's own address family first: its netns may only route that one.
+  std::stable_partition(candidates.begin(), candidates.end(), [&](const policy::IpAddress& a) {
+    return a.isV4() == originalDst_.ip.isV4();
+  });
+
+  std::string lastError = "no usable address";
+  const auto& own = in.options.ownPorts;
+  for (const auto& ip : candidates) {
+    if (isLoopback(ip) && std::find(own.begin(), own.end(), port) != own.end()) {
+      lastError = "upstream would loop into the proxy";
+      continue;
+    }
+    int family = ip.isV4() ? AF_INET : AF_INET6;
+    uint32_t mark = pod.mark;
+    bool fromNode =
+        in.options.externalFromNode && route.kind != policy::Route::Kind::InCluster;
+    auto fd = fromNode ? makeMarkedSocket(family, mark)
+                       : listener_->runner()([family, mark]() { return makeMarkedSocket(family, mark); });
+    if (!fd) {
+      lastError = fd.error().str();
+      continue;
+    }
+    error_code ec;
+    upstream_.assign(family == AF_INET ? asio::ip::tcp::v4() : asio::ip::tcp::v6(), *fd, ec);
+    if (ec) {
+      ::close(*fd);
+      lastError = ec.message();
+      continue;
+    }
+    asio::ip::tcp::endpoint ep(asio::ip::make_address(ip.str(), ec), port);
+    armDeadline(in.options.connectTimeout);
+    co_await upstream_.async_connect(ep, asio::redirect_error(use_awaitable, ec));
+    bool timedOut = deadlineFired_;
+    disarmDeadline();
+    if (closing_) co_return false;
+    if (!ec) {
+      upstreamEp_ = Endpoint{ip, port};
+      co_return true;
+    }
+    std::string why = "timeout";
+    if (!timedOut) why = ec.message();
+    lastError = fmt::format("connect {}: {}", Endpoint{ip, port}.str(), why);
+    upstream_.close(ec);
+  }
+  in.metrics.upstreamConnectFailures++;
+  co_await failClosed("upstream_connect_failed", lastError);
+  co_return false;
+}
+
+awaitable<void> Session::relay() {
+  auto& in = listener_->inputs();
+  lastActivity_ = Clock::now();
+  auto ex = client_.get_executor();
+  auto onDone = [self = shared_from_this()](std::exception_ptr e) {
+    if (e) self->closeBoth(true);
+    if (--self->pumpsRunning_ == 0) self->done_.cancel();
+  };
+  pumpsRunning_ = 2;
+  bool spliceOk = in.options.splice;
+  auto self = shared_from_this();
+  if (protocol_ == Sniffed::Http) {
+    asio::co_spawn(ex, [self]() { return self->pumpHttpRequests(); }, onDone);
+  } else {
+    // Sniffed bytes go first; then the rest of the stream is not looked at.
+    error_code ec;
+    co_await asio::async_write(upstream_, asio::buffer(buffered_),
+                               asio::redirect_error(use_awaitable, ec));
+    if (ec) {
+      refuse("upstream_error", ec.message());
+      pumpsRunning_ = 0;
+      co_return;
+    }
+    record_.bytesUp += buffered_.size();
+    in.metrics.bytesUp += buffered_.size();
+    if (spliceOk) {
+      asio::co_spawn(ex, [self]() { return self->pumpSplice(true); }, onDone);
+    } else {
+      asio::co_spawn(ex, [self]() { return self->pumpCopy(true); }, onDone);
+    }
+  }
+  if (spliceOk) {
+    asio::co_spawn(ex, [self]() { return self->pumpSplice(false); }, onDone);
+  } else {
+    asio::co_spawn(ex, [self]() { return self->pumpCopy(false); }, onDone);
+  }
+  asio::co_spawn(ex, [self]() { return self->idleWatch(); }, asio::detached);
+  while (pumpsRunning_ > 0) {
+    done_.expires_at(Clock::time_point::max());
+    error_code ec;
+    co_await done_.async_wait(asio::redirect_error(use_awaitable, ec));
+  }
+  idle_.cancel();
+}
+
+awaitable<void> Session::idleWatch() {
+  auto idle = listener_->inputs().options.idleTimeout;
+  while (!closing_ && !finished_) {
+    auto due = lastActivity_ + idle;
+    if (Clock::now() >= due) {
+      log::info(kLog, "{}/{} -> {}: idle for {} ms, closing", record_.podNs, record_.podName,
+                record_.originalDst, idle.count());
+      closeBoth(false);
+      co_return;
+    }
+    idle_.expires_at(due);
+    error_code ec;
+    co_await idle_.async_wait(asio::redirect_error(use_awaitable, ec));
+  }
+}
+
+awaitable<void> Session::pumpCopy(bool up) {
+  auto& in = listener_->inputs();
+  auto& from = up ? client_ : upstream_;
+  auto& to = up ? upstream_ : client_;
+  std::vector<char> buf(kRelayChunk);
+  for (;;) {
+    error_code ec;
+    size_t n = co_await from.async_read_some(asio::buffer(buf), asio::redirect_error(use_awaitable, ec));
+    if (ec) {
+      if (ec == asio::error::eof) {
+        // Half-close: pass the FIN on, keep the other direction flowing.
+        if (to.is_open()) to.shutdown(asio::socket_base::shutdown_send, ec);
+      } else if (!closing_) {
+        closeBoth(true);
+      }
+      co_return;
+    }
+    lastActivity_ = Clock::now();
+    co_await asio::async_write(to, asio::buffer(buf.data(), n), asio::redirect_error(use_awaitable, ec));
+    if (ec) {
+      if (!closing_) closeBoth(true);
+      co_return;
+    }
+    (up ? record_.bytesUp : record_.bytesDown) += n;
+    (up ? in.metrics.bytesUp : in.metrics.bytesDown) += n;
+  }
+}
+
+awaitable<void> Session::pumpSplice(bool up) {
+  auto& in = listener_->inputs();
+  auto& from = up ? client_ : upstream_;
+  auto& to = up ? upstream_ : client_;
+  Pipe pipe;
+  if (!pipe.ok()) {
+    co_await pumpCopy(up);
+    co_return;
+  }
+  error_code ec;
+  from.native_non_blocking(true, ec);
+  to.native_non_blocking(true, ec);
+  for (;;) {
+    if (!from.is_open() || !to.is_open()) co_return;
+    ssize_t n = ::splice(from.native_handle(), nullptr, pipe.fds[1], nullptr, kSpliceChunk,
+                         SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    if (n == 0) {
+      to.shutdown(asio::socket_base::shutdown_send, ec);
+      co_return;
+    }
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EINTR) {
+        co_await from.async_wait(asio::socket_base::wait_read, asio::redirect_error(use_awaitable, ec));
+        if (ec) co_return;  // cancelled: the session is closing
+        continue;
+      }
+      if (!closing_) closeBoth(true);
+      co_return;
+    }
+    lastActivity_ = Clock::now();
+    size_t pending = static_cast<size_t>(n);
+    while (pending > 0) {
+      if (!to.is_open()) co_return;
+      ssize_t m = ::splice(pipe.fds[0], nullptr, to.native_handle(), nullptr, pending,
+                           SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+      if (m < 0) {
+        if (errno == EAGAIN || errno == EINTR) {
+          co_await to.async_wait(asio::socket_base::wait_write, asio::redirect_error(use_awaitable, ec));
+          if (ec) co_return;
+          continue;
+        }
+        if (!closing_) closeBoth(true);
+        co_return;
+      }
+      pending -= static_cast<size_t>(m);
+      (up ? record_.bytesUp : record_.bytesDown) += static_cast<uint64_t>(m);
+      (up ? in.metrics.bytesUp : in.metrics.bytesDown) += static_cast<uint64_t>(m);
+    }
+  }
+}
+
+awaitable<void> Session::pumpHttpRequests() {
+  auto& in = listener_->inputs();
+  HttpRequestStream stream(in.options.sniffMaxBytes);
+  std::string chunk = std::move(buffered_);
+  std::vector<char> buf(kRelayChunk);
+  error_code ec;
+  for (;;) {
+    if (!chunk.empty()) {
+      uint64_t chunkStart = stream.bytesFed();
+      auto r = stream.feed(asBytes(chunk));
+      // Bytes of this chunk that may go upstream; a denied request and what follows never do.
+      size_t allowedLen = chunk.size();
+      std::optional<std::string> denyReason;
+      for (const auto& req : r.requests) {
+        std::optional<std::string> name;
+        if (!req.head.host.empty()) name = req.head.host;
+        policy::Decision d = decideName(name);
+        if (!d.allowed()) {
+          denyReason = std::string(policy::toString(d.reason));
+          record_.reason = *denyReason;
+          record_.decidedBy = d.decidedBy.str();
+        } else if (!sameRoute(d.route, decision_.route)) {
+          // This connection is bound to the first request's upstream; a request for another
+          // host cannot be carried on it.
+          denyReason = "host_changed";
+          record_.reason = *denyReason;
+        }
+        if (denyReason) {
+          if (!d.name.empty()) {
+            record_.name = d.name;
+          } else if (name) {
+            record_.name = *name;
+          }
+          allowedLen = static_cast<size_t>(req.offset - chunkStart);
+          break;
+        }
+        if (req.head.upgrade) stream.passThrough();
+      }
+      if (!denyReason && (r.status == SniffStatus::Invalid ||
+                          r.status == SniffStatus::NotThisProtocol)) {
+        denyReason = "invalid_request";
+        record_.reason = *denyReason;
+        allowedLen = static_cast<size_t>(
+            std::max<int64_t>(0, static_cast<int64_t>(r.errorOffset - chunkStart)));
+      }
+      if (allowedLen > 0) {
+        co_await asio::async_write(upstream_, asio::buffer(chunk.data(), allowedLen),
+                                   asio::redirect_error(use_awaitable, ec));
+        if (ec) {
+          if (!closing_) closeBoth(true);
+          co_return;
+        }
+        record_.bytesUp += allowedLen;
+        in.metrics.bytesUp += allowedLen;
+      }
+      if (denyReason) {
+        record_.decision = "deny";
+        std::string_view shown = record_.name;
+        if (shown.empty()) shown = "-";
+        log::info(kLog, "{}/{} -> {}: request on kept-alive connection denied: {} ({})",
+                  record_.podNs, record_.podName, record_.originalDst, *denyReason, shown);
+        // Stop the response direction before writing to the client ourselves.
+        if (upstream_.is_open()) {
+          armReset(upstream_.native_handle());
+          upstream_.close(ec);
+        }
+        co_await sendHttpError(403, "Forbidden", "x-tollgate-denied", *denyReason);
+        co_return;
+      }
+    }
+    size_t n = co_await client_.async_read_some(asio::buffer(buf), asio::redirect_error(use_awaitable, ec));
+    if (ec) {
+      if (ec == asio::error::eof) {
+        if (upstream_.is_open()) upstream_.shutdown(asio::socket_base::shutdown_send, ec);
+      } else if (!closing_) {
+        closeBoth(true);
+      }
+      co_return;
+    }
+    lastActivity_ = Clock::now();
+    chunk.assign(buf.data(), n);
+  }
+}
+
+awaitable<void> Session::sendHttpError(int status, std::string_view reasonPhrase,
+                                       std::string_view header, std::string_view value) {
+  std::string body = fmt::format("{} {}: {}\n", status, reasonPhrase, value);
+  std::string resp = fmt::format(
+      "HTTP/1.1 {} {}\r\ncontent-type: text/plain\r\n{}: {}\r\ncontent-length: {}\r\n"
+      "connection: close\r\n\r\n{}",
+      status, reasonPhrase, header, value, body.size(), body);
+  error_code ec;
+  armDeadline(kDrainAfterDeny);
+  co_await asio::async_write(client_, asio::buffer(resp), asio::redirect_error(use_awaitable, ec));
+  if (!ec) {
+    client_.shutdown(asio::socket_base::shutdown_send, ec);
+    // Read what the client is still sending (a body) so that closing does not turn into an RST
+    // that could destroy the response before the client reads it.
+    std::array<char, 4096> sink;
+    for (size_t total = 0; total < 256 * 1024;) {
+      size_t n = co_await client_.async_read_some(asio::buffer(sink),
+                                                  asio::redirect_error(use_awaitable, ec));
+      if (ec) break;
+      total += n;
+    }
+  }
+  disarmDeadline();
+  closeBoth(false);
+}
+
+}  // namespace tollgate::proxy

@@ -1,0 +1,78 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "policy/decision.h"
+#include "policy/snapshot.h"
+#include "proxy/access_log.h"
+#include "proxy/asio.h"
+#include "proxy/socket_util.h"
+
+namespace tollgate::proxy {
+
+class OutboundListener;
+
+// One captured connection: attribute it, sniff, decide, then refuse or connect and relay.
+// Runs entirely on its own strand.
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(std::shared_ptr<OutboundListener> listener, asio::ip::tcp::socket client);
+  ~Session();
+
+  void start();
+  // Resets both sides (pod removed). Thread-safe: posts to the session's strand.
+  void abort();
+
+ private:
+  enum class Sniffed { Tls, Http, Opaque };
+
+  awaitable<void> run();
+  awaitable<bool> sniff();
+  awaitable<bool> connectUpstream();
+  awaitable<void> relay();
+  awaitable<void> pumpCopy(bool up);
+  awaitable<void> pumpSplice(bool up);
+  awaitable<void> pumpHttpRequests();
+  awaitable<void> idleWatch();
+  awaitable<void> sendHttpError(int status, std::string_view reasonPhrase, std::string_view header,
+                                std::string_view value);
+
+  policy::Decision decideName(const std::optional<std::string>& name);
+  void refuse(std::string_view reason, std::string_view detail);  // RST, log, counter
+  void closeBoth(bool reset);
+  void armDeadline(std::chrono::milliseconds d);
+  void disarmDeadline();
+  void finish();
+
+  std::shared_ptr<OutboundListener> listener_;
+  asio::ip::tcp::socket client_;
+  asio::ip::tcp::socket upstream_;
+  asio::steady_timer deadline_;
+  uint64_t deadlineGen_ = 0;
+  bool deadlineFired_ = false;
+  asio::steady_timer done_;
+  asio::steady_timer idle_;
+  int pumpsRunning_ = 0;
+
+  policy::SnapshotPtr snapshot_;
+  policy::PodIdentity identity_;
+  std::string spiffe_;
+  Endpoint originalDst_;
+  std::string buffered_;  // bytes read while sniffing, sent upstream first
+  Sniffed protocol_ = Sniffed::Opaque;
+  std::optional<std::string> sniffedName_;
+  policy::Decision decision_;
+  Endpoint upstreamEp_;
+  std::chrono::steady_clock::time_point lastActivity_;
+  bool closing_ = false;
+  bool finished_ = false;
+
+  AccessRecord record_;
+  std::chrono::steady_clock::time_point startedAt_;
+};
+
+}  // namespace tollgate::proxy

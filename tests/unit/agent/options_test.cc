@@ -1,0 +1,44 @@
+#include "agent/options.h"
+
+#include <gtest/gtest.h>
+
+namespace tollgate::agent {
+namespace {
+
+TEST(AgentOptionsTest, DefaultsAndRequiredConfigDir) {
+  auto o = parseOptions({"--config-dir", "/etc/tollgate"});
+  ASSERT_TRUE(o) << o.error().str();
+  EXPECT_EQ(o->configDir, "/etc/tollgate");
+  EXPECT_EQ(o->runDir, "/run/tollgate");
+  EXPECT_EQ(o->metricsPort, 15020);
+  EXPECT_EQ(o->healthPort, 15021);
+  EXPECT_EQ(o->threads, 2);
+  EXPECT_EQ(o->logFormat, proxy::LogFormat::Text);
+  EXPECT_EQ(o->podInterfaces, std::vector<std::string>{"tg0"});
+  EXPECT_FALSE(parseOptions({}));
+}
+
+TEST(AgentOptionsTest, EveryFlagBothForms) {
+  auto o = parseOptions({"--config-dir=/c", "--run-dir", "/r", "--metrics-port=1", "--health-port",
+                         "2", "--log-format", "json", "--access-log=/tmp/a.log", "--threads", "4",
+                         "--pod-interface", "veth*", "--pod-interface=tg0"});
+  ASSERT_TRUE(o) << o.error().str();
+  EXPECT_EQ(o->runDir, "/r");
+  EXPECT_EQ(o->metricsPort, 1);
+  EXPECT_EQ(o->healthPort, 2);
+  EXPECT_EQ(o->logFormat, proxy::LogFormat::Json);
+  EXPECT_EQ(o->accessLog, "/tmp/a.log");
+  EXPECT_EQ(o->threads, 4);
+  EXPECT_EQ(o->podInterfaces, (std::vector<std::string>{"veth*", "tg0"}));
+}
+
+TEST(AgentOptionsTest, BadValuesAreErrors) {
+  EXPECT_FALSE(parseOptions({"--config-dir", "/c", "--threads", "0"}));
+  EXPECT_FALSE(parseOptions({"--config-dir", "/c", "--metrics-port", "70000"}));
+  EXPECT_FALSE(parseOptions({"--config-dir", "/c", "--log-format", "xml"}));
+  EXPECT_FALSE(parseOptions({"--config-dir", "/c", "--bogus", "1"}));
+  EXPECT_FALSE(parseOptions({"--config-dir"}));
+}
+
+}  // namespace
+}  // namespace tollgate::agent
