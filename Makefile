@@ -32,8 +32,10 @@ test: build fuzz-build
 unit: build
 	ctest --test-dir $(BUILD) -j $(JOBS) -L unit --output-on-failure
 
+# The seeds' configuration decided offline, then the lab node with real traffic.
 demo: build
 	scripts/demo $(BUILD)
+	TOLLGATE_BIN_DIR=$(abspath $(BUILD)) lab/tollgate-lab demo
 
 bench: build
 	bench/run
