@@ -7,7 +7,7 @@
 
 #include "cli/args.h"
 #include "cli/commands.h"
-#include "cli/json.h"
+#include "common/json.h"
 #include "cli/load_config.h"
 
 namespace tollgate::cli {

@@ -10,6 +10,7 @@
 #include <string_view>
 
 #include "common/error.h"
+#include "common/json.h"
 
 namespace tollgate::cni {
 
@@ -18,8 +19,5 @@ Result<YAML::Node> parseJsonObject(std::string_view text);
 
 // Serialises a node parsed by parseJsonObject back to compact JSON, keeping key order.
 std::string toJson(const YAML::Node& node);
-
-// A JSON string literal, quotes included, with control characters escaped.
-std::string jsonQuote(std::string_view s);
 
 }  // namespace tollgate::cni

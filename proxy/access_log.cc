@@ -1,5 +1,7 @@
 #include "proxy/access_log.h"
 
+#include "common/json.h"
+
 #include <ctime>
 
 #include <fmt/format.h>
@@ -21,27 +23,6 @@ std::string rfc3339Millis(std::chrono::system_clock::time_point t) {
 std::string orDash(const std::string& s) { return s.empty() ? "-" : s; }
 
 }  // namespace
-
-std::string jsonEscape(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (c < 0x20) {
-          out += fmt::format("\\u{:04x}", c);
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  return out;
-}
 
 std::string formatText(const AccessRecord& r) {
   // Names come from untrusted pod traffic; the sniffers normalise them, but escape anyway so a

@@ -36,8 +36,6 @@ enum class LogFormat { Text, Json };
 std::string formatText(const AccessRecord& r);
 // One JSON object per line with the same fields.
 std::string formatJson(const AccessRecord& r);
-// JSON string escaping (quotes, backslash, control characters), without the surrounding quotes.
-std::string jsonEscape(std::string_view s);
 
 // Thread-safe line sink: stdout by default or an append-only file.
 class AccessLog {

@@ -59,8 +59,12 @@ TEST(AccessLogTest, JsonHasTypedFields) {
             "\"bytes_up\":120,\"bytes_down\":4500,\"duration_ms\":37}");
 }
 
-TEST(AccessLogTest, JsonEscapesControlCharacters) {
-  EXPECT_EQ(jsonEscape(std::string("a\x01\"\\", 4)), "a\\u0001\\\"\\\\");
+TEST(AccessLogTest, JsonLineEscapesAnUntrustedName) {
+  AccessRecord r;
+  r.name = "evil\n\"name";
+  std::string line = formatJson(r);
+  EXPECT_NE(line.find("\"name\":\"evil\\n\\\"name\""), std::string::npos) << line;
+  EXPECT_EQ(line.find('\n'), std::string::npos) << "a name must never break the line";
 }
 
 }  // namespace
