@@ -2,9 +2,13 @@
 # An allowed plain-HTTP service (ServiceEntry httpbin.test:80 HTTP) works from a pod.
 source "$(dirname "$0")/lib.sh"
 require_protected client
-expected "client GET http://httpbin.test/headers -> 200, echo sees Host httpbin.test, httpbin log +1"
+httpbin=$(lab_addr httpbin.test)
+expected "client GET http://httpbin.test/headers -> 200, echo sees Host httpbin.test, httpbin log +1;" \
+  "access log: default/client $httpbin:80 httpbin.test http allow registry, route direct httpbin.test:80"
 
 mark httpbin.test
+access_log_mark
+metric_mark tollgate_connections_total decision=allow reason=registry
 pod_curl client -- http://httpbin.test/headers
 observe "curl rc=$CURL_RC status=$CURL_CODE"
 [[ $CURL_RC == 0 && $CURL_CODE == 200 ]] || fail "want 200, got rc=$CURL_RC status=$CURL_CODE: $CURL_OUT"
@@ -15,4 +19,7 @@ lines=$(($(server_log_lines httpbin.test) - $(marked httpbin.test)))
 server_saw httpbin.test 'host="httpbin.test" .*"GET /headers HTTP/1.1" 200' "$(marked httpbin.test)" ||
   fail "httpbin log has no 'GET /headers' 200 for Host httpbin.test"
 observe "httpbin log +$lines"
+expect_access_log "access log" pod=default/client dst="$httpbin:80" name=httpbin.test protocol=http \
+  decision=allow reason=registry route="direct httpbin.test:80" 'bytes_down > 0'
+expect_metric_increase 1 tollgate_connections_total decision=allow reason=registry
 finish

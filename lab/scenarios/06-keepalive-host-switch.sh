@@ -4,10 +4,13 @@
 source "$(dirname "$0")/lib.sh"
 require_protected client
 expected "1st request (Host httpbin.test) 200; 2nd on the same connection (Host blocked.test) 403 or closed;" \
-  "httpbin never sees Host blocked.test; blocked.test untouched"
+  "httpbin never sees Host blocked.test; blocked.test untouched;" \
+  "access log: the connection to $(lab_addr httpbin.test):80 logged deny not_in_registry, name blocked.test; counted"
 
 mark blocked.test
 mark httpbin.test
+access_log_mark
+metric_mark tollgate_connections_total decision=deny reason=not_in_registry
 w='%{http_code} connects=%{num_connects}\n'
 out=$(lab_exec client -- "${CURL[@]}" -o /dev/null -w "$w" http://httpbin.test/headers \
   --next -o /dev/null -w "$w" -H 'Host: blocked.test' http://httpbin.test/headers 2>&1)
@@ -21,4 +24,8 @@ settle
 server_saw httpbin.test 'host="blocked.test"' "$(marked httpbin.test)" &&
   fail "httpbin received a request with Host blocked.test"
 untouched blocked.test
+# One connection, one line: the first request went through (bytes both ways), the second closed it.
+expect_access_log "access log" pod=default/client dst="$(lab_addr httpbin.test):80" protocol=http \
+  name=blocked.test decision=deny reason=not_in_registry 'bytes_up > 0' 'bytes_down > 0'
+expect_metric_increase 1 tollgate_connections_total decision=deny reason=not_in_registry
 finish

@@ -3,9 +3,13 @@
 source "$(dirname "$0")/lib.sh"
 require_protected client
 blocked=$(lab_addr blocked.test)
-expected "as uid 1337: http://blocked.test/ 403, https://blocked.test/ reset, UDP dropped; blocked.test untouched"
+expected "as uid 1337: http://blocked.test/ 403, https://blocked.test/ reset, UDP dropped; blocked.test untouched;" \
+  "both logged and counted deny not_in_registry (+2); drop_udp +5"
 
 mark blocked.test
+access_log_mark
+metric_mark tollgate_connections_total decision=deny reason=not_in_registry
+metric_mark tollgate_pod_nft_packets_total pod=default/client counter=drop_udp
 udp_before=$(witness to_blocked_udp)
 pod_curl client --uid 1337 -- http://blocked.test/
 observe "http status=$CURL_CODE"
@@ -18,4 +22,11 @@ udp_send client --uid 1337 -- "$blocked" 443 >/dev/null
 sleep 0.3
 (($(witness to_blocked_udp) == udp_before)) || fail "UDP from uid 1337 reached blocked.test"
 untouched blocked.test
+# The proxy sees the pod, not the uid: both connections logged as the pod's.
+expect_access_log "log http" pod=default/client dst="$blocked:80" name=blocked.test protocol=http \
+  decision=deny reason=not_in_registry
+expect_access_log "log https" pod=default/client dst="$blocked:443" name=blocked.test \
+  protocol=tls decision=deny reason=not_in_registry
+expect_metric_increase 2 tollgate_connections_total decision=deny reason=not_in_registry
+expect_metric_increase 5 tollgate_pod_nft_packets_total pod=default/client counter=drop_udp
 finish

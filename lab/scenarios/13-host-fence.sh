@@ -3,7 +3,7 @@
 # keeps every packet from reaching tg-net directly.
 source "$(dirname "$0")/lib.sh"
 expected "root in pod 'fence' deletes 'inet tollgate'; then http/https/udp/ping to blocked.test all fail;" \
-  "no packet from the pod reaches tg-net"
+  "no packet from the pod reaches tg-net; the fence's fence_drop counts them"
 
 pod=fence
 lab del-pod "$pod" >/dev/null 2>&1
@@ -16,6 +16,7 @@ ip=$(lab_addr "$pod")
 blocked=$(lab_addr blocked.test)
 mark blocked.test
 before=$(witness from_pods)
+metric_mark tollgate_fence_packets_total counter=fence_drop
 expect_ok "nft delete table inet tollgate" lab_exec "$pod" --root -- nft delete table inet tollgate
 expect_fail "http as root" lab_exec "$pod" --root -- "${CURL[@]}" -f http://blocked.test/
 expect_fail "https as root" lab_exec "$pod" --root -- "${CURL[@]}" --cacert "$LAB_CA" https://blocked.test/
@@ -27,4 +28,6 @@ settle
 from_pod=$(grep -c "^$ip:" "$LAB_LOGS"/*.access.log | awk -F: '{s += $2} END {print s + 0}')
 ((from_pod == 0)) || fail "servers logged $from_pod requests from the pod's address $ip"
 observe "from_pods packets +$(($(witness from_pods) - before)) (any pod)"
+# At least one packet each for http, https, ping and the 5 datagrams.
+expect_metric_increase 8 tollgate_fence_packets_total counter=fence_drop
 finish

@@ -134,7 +134,9 @@ untouched() {
   fi
 }
 
-# udp_send <pod> [exec opts] -- <addr> <port>: sends a few datagrams; prints python's error if any.
+# udp_send <pod> [exec opts] -- <addr> <port>: sends 5 datagrams, each one tried even when the
+# previous send failed (a drop in the pod's output hook fails sendto with EPERM); prints
+# "sent N, failed M (errors)".
 udp_send() {
   local pod=$1 opts=()
   shift
@@ -146,8 +148,14 @@ udp_send() {
   lab_exec "$pod" "${opts[@]}" -- python3 -c '
 import socket, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+sent, errors = 0, []
 for _ in range(5):
-    s.sendto(b"\x0d" + b"q" * 1199, (sys.argv[1], int(sys.argv[2])))  # QUIC-sized datagrams
+    try:
+        s.sendto(b"\x0d" + b"q" * 1199, (sys.argv[1], int(sys.argv[2])))  # QUIC-sized datagrams
+        sent += 1
+    except OSError as e:
+        errors.append(e.strerror)
+print(f"sent {sent}, failed {len(errors)}" + (f" ({errors[0]})" if errors else ""))
 ' "$@" 2>&1
 }
 
@@ -180,3 +188,165 @@ finish() {
 
 # Common curl flags: fail fast, never hang a test.
 CURL=(curl -sS --connect-timeout 3 --max-time 8)
+
+# ---------------------------------------------------------------------------------------------
+# The agent's access log (JSON, one object per ended connection: pod_namespace, pod_name,
+# identity, original_dst, name, protocol, decision, reason, decided_by, route, bytes_up,
+# bytes_down, duration_ms) and its Prometheus metrics (:15020/metrics in tg-node).
+LAB_ACCESS_LOG=$LAB_LOGS/access.log
+LAB_METRICS_URL=http://127.0.0.1:15020/metrics
+_access_mark=0
+
+_access_log_lines() {
+  [[ -f $LAB_ACCESS_LOG ]] || {
+    echo 0
+    return
+  }
+  wc -l <"$LAB_ACCESS_LOG" | tr -d ' '
+}
+
+# access_log_mark: later access_log_has calls look only at lines written after this point.
+access_log_mark() { _access_mark=$(_access_log_lines); }
+
+# access_log_new: the access log lines written since access_log_mark.
+access_log_new() {
+  [[ -f $LAB_ACCESS_LOG ]] && tail -n "+$((_access_mark + 1))" "$LAB_ACCESS_LOG"
+  return 0
+}
+
+# _access_log_match <cond...>: prints the first new line matching every condition; exit 1 if none.
+# A condition is key=value (equality of the JSON field; pod=NS/NAME and dst=ADDR:PORT are short
+# for pod_namespace+pod_name and original_dst), key~regex (re.search on the field), or any other
+# python expression over the fields (e.g. 'bytes_down > 0', 'name != "blocked.test"'; the whole
+# record is r).
+_access_log_match() {
+  access_log_new | python3 -c '
+import json, re, sys
+conds = sys.argv[1:]
+alias = {"dst": "original_dst", "ns": "pod_namespace"}
+def ok(r, c):
+    m = re.fullmatch(r"([a-z_]+)([=~])(.*)", c, re.S)
+    if m and not c.startswith(m.group(1) + "=="):
+        key, op, want = m.groups()
+        if key == "pod":
+            have = r.get("pod_namespace", "") + "/" + r.get("pod_name", "")
+        else:
+            have = str(r.get(alias.get(key, key), ""))
+        return have == want if op == "=" else re.search(want, have) is not None
+    return bool(eval(c, {"re": re}, dict(r, r=r)))
+for line in sys.stdin:
+    try:
+        r = json.loads(line)
+    except ValueError:
+        continue
+    if all(ok(r, c) for c in conds):
+        print(line.rstrip("\n"))
+        sys.exit(0)
+sys.exit(1)
+' "$@"
+}
+
+# access_log_has <cond...>: succeeds when a line written since access_log_mark matches every
+# condition (see _access_log_match). The agent logs when it has closed the connection, which can
+# be a moment after the client saw the close: waits up to 3 s for the line. Sets ACCESS_LINE.
+access_log_has() {
+  local deadline=$(($(now_ms) + 3000))
+  ACCESS_LINE=""
+  until ACCESS_LINE=$(_access_log_match "$@"); do
+    (($(now_ms) < deadline)) || return 1
+    sleep 0.05
+  done
+}
+
+# expect_access_log <label> <cond...>: access_log_has, observed as "<label>: logged <decision>
+# <reason> <name>"; a failure shows the conditions and the new lines.
+expect_access_log() {
+  local label=$1
+  shift
+  if access_log_has "$@"; then
+    observe "$label: logged $(python3 -c '
+import json, sys
+r = json.loads(sys.argv[1])
+print(r["decision"], r["reason"], r["name"] or "(no name)")' "$ACCESS_LINE")"
+  else
+    observe "$label: NOT logged"
+    fail "$label: no access log line with $* since the mark; new lines: $(access_log_new | tail -c 1500)"
+  fi
+  return 0
+}
+
+# metric <name> [label=value...]: the sum of the agent's series <name> whose labels match (all
+# given labels equal; others ignored); 0 when none. Prints "error" and returns 1 when /metrics
+# cannot be read.
+metric() {
+  local text
+  text=$(ip netns exec tg-node curl -sf --max-time 3 "$LAB_METRICS_URL") || {
+    echo error
+    return 1
+  }
+  python3 -c '
+import re, sys
+name, want = sys.argv[1], dict(a.split("=", 1) for a in sys.argv[2:])
+total = 0.0
+for line in sys.stdin:
+    m = re.match(r"([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$", line.strip())
+    if not m or m.group(1) != name:
+        continue
+    labels = dict((k, v.encode().decode("unicode_escape"))
+                  for k, v in re.findall(r"(\w+)=\"((?:[^\"\\]|\\.)*)\"", m.group(2) or ""))
+    if all(labels.get(k) == v for k, v in want.items()):
+        total += float(m.group(3))
+print(int(total) if total == int(total) else total)
+' "$@" <<<"$text"
+}
+
+# metric_mark <name> [label=value...]: remembers the series' current value for metric_delta.
+declare -A _metric_marks=()
+metric_mark() { _metric_marks["$*"]=$(metric "$@"); }
+
+# metric_delta <name> [label=value...]: how much it grew since metric_mark with the same args.
+metric_delta() {
+  local now before=${_metric_marks["$*"]:-}
+  now=$(metric "$@") || {
+    echo error
+    return 1
+  }
+  [[ $before =~ ^[0-9]+$ ]] || {
+    echo error
+    return 1
+  }
+  echo $((now - before))
+}
+
+# _metric_short <name> [label=value...]: "name{v1,v2}" for the observed line.
+_metric_short() {
+  local n=${1#tollgate_} l=()
+  n=${n%_total}
+  shift
+  local kv
+  for kv in "$@"; do l+=("${kv#*=}"); done
+  if ((${#l[@]})); then
+    local IFS=,
+    echo "$n{${l[*]}}"
+  else
+    echo "$n"
+  fi
+}
+
+# expect_metric_increase <min> <name> [label=value...]: the series grew by at least <min> since
+# metric_mark (waits up to 3 s: connection counters are bumped when the agent closes the
+# connection). The delta goes into the observed line as "name{labels} +N".
+expect_metric_increase() {
+  local min=$1 d
+  shift
+  local deadline=$(($(now_ms) + 3000))
+  while :; do
+    d=$(metric_delta "$@")
+    [[ $d =~ ^-?[0-9]+$ ]] && ((d >= min)) && break
+    (($(now_ms) < deadline)) || break
+    sleep 0.1
+  done
+  observe "$(_metric_short "$@") +$d"
+  if ! [[ $d =~ ^-?[0-9]+$ ]] || ((d < min)); then fail "metric $* grew by $d, want >= $min"; fi
+  return 0
+}
