@@ -65,11 +65,49 @@ void emit(const YAML::Node& node, std::string& out) {
   }
 }
 
+void emitPretty(const YAML::Node& node, int indent, int depth, std::string& out) {
+  const bool isMap = node.IsMap();
+  if ((!isMap && !node.IsSequence()) || node.size() == 0) {
+    if (isMap) {
+      out += "{}";
+    } else if (node.IsSequence()) {
+      out += "[]";
+    } else {
+      emit(node, out);
+    }
+    return;
+  }
+  out += isMap ? '{' : '[';
+  bool first = true;
+  for (const auto& item : node) {
+    if (!first) out += ',';
+    first = false;
+    out += '\n';
+    out.append(static_cast<size_t>(indent * (depth + 1)), ' ');
+    if (isMap) {
+      out += jsonQuote(item.first.Scalar());
+      out += ": ";
+      emitPretty(item.second, indent, depth + 1, out);
+    } else {
+      emitPretty(item, indent, depth + 1, out);
+    }
+  }
+  out += '\n';
+  out.append(static_cast<size_t>(indent * depth), ' ');
+  out += isMap ? '}' : ']';
+}
+
 }  // namespace
 
 std::string toJson(const YAML::Node& node) {
   std::string out;
   emit(node, out);
+  return out;
+}
+
+std::string toJsonPretty(const YAML::Node& node, int indent) {
+  std::string out;
+  emitPretty(node, indent, 0, out);
   return out;
 }
 

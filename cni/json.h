@@ -20,4 +20,8 @@ Result<YAML::Node> parseJsonObject(std::string_view text);
 // Serialises a node parsed by parseJsonObject back to compact JSON, keeping key order.
 std::string toJson(const YAML::Node& node);
 
+// Same, pretty-printed the way `JSON.stringify(v, null, indent)` and Go's MarshalIndent do: one
+// member per line, `"key": value`, empty containers as {} / []; no trailing newline.
+std::string toJsonPretty(const YAML::Node& node, int indent = 2);
+
 }  // namespace tollgate::cni
