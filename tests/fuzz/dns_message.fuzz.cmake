@@ -1,0 +1,1 @@
+tollgate_fuzz_target(dns_message SOURCES proxy/dns_message.cc)
