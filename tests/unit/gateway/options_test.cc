@@ -1,0 +1,87 @@
+#include "gateway/options.h"
+
+#include <gtest/gtest.h>
+
+namespace tollgate::gateway {
+namespace {
+
+TEST(GatewayOptions, Defaults) {
+  auto o = parseOptions({"tollgate-gateway", "--config-dir", "/c", "--cert", "c.pem", "--key",
+                         "k.pem", "--trust-bundle", "ca.pem"});
+  ASSERT_TRUE(o) << o.error().str();
+  EXPECT_EQ(o->listenIp, "0.0.0.0");
+  EXPECT_EQ(o->listenPort, 15008);
+  EXPECT_EQ(o->metricsPort, 15020);
+  EXPECT_EQ(o->healthPort, 15021);
+  EXPECT_EQ(o->logFormat, proxy::LogFormat::Text);
+}
+
+TEST(GatewayOptions, AllFlags) {
+  auto o = parseOptions({"gw",
+                         "--config-dir=/c",
+                         "--cert",
+                         "c",
+                         "--key",
+                         "k",
+                         "--trust-bundle",
+                         "t",
+                         "--listen",
+                         "[::]:16008",
+                         "--metrics-port",
+                         "0",
+                         "--health-port",
+                         "9",
+                         "--credentials-dir",
+                         "/creds",
+                         "--namespace",
+                         "egress",
+                         "--access-log",
+                         "/tmp/a.log",
+                         "--log-format",
+                         "json",
+                         "--drain-seconds",
+                         "3",
+                         "--label",
+                         "istio=egressgateway",
+                         "--label",
+                         "app=gw",
+                         "--threads",
+                         "3"});
+  ASSERT_TRUE(o) << o.error().str();
+  EXPECT_EQ(o->configDir, "/c");
+  EXPECT_EQ(o->listenIp, "::");
+  EXPECT_EQ(o->listenPort, 16008);
+  EXPECT_EQ(o->metricsPort, 0);
+  EXPECT_EQ(o->healthPort, 9);
+  EXPECT_EQ(o->credentialsDir, "/creds");
+  EXPECT_EQ(o->ns, "egress");
+  EXPECT_EQ(o->accessLogPath, "/tmp/a.log");
+  EXPECT_EQ(o->logFormat, proxy::LogFormat::Json);
+  EXPECT_EQ(o->drain, std::chrono::seconds(3));
+  EXPECT_EQ(o->threads, 3u);
+  EXPECT_EQ(o->labels,
+            (std::map<std::string, std::string>{{"app", "gw"}, {"istio", "egressgateway"}}));
+}
+
+TEST(GatewayOptions, Errors) {
+  EXPECT_FALSE(parseOptions({"gw"}));
+  EXPECT_FALSE(parseOptions({"gw", "--config-dir", "/c", "--cert", "c", "--key", "k"}));
+  const std::vector<std::string> base = {"gw", "--config-dir",   "/c", "--cert", "c", "--key",
+                                         "k",  "--trust-bundle", "t"};
+  for (const auto& extra : std::vector<std::vector<std::string>>{{"--listen", "15008"},
+                                                                 {"--listen", "0.0.0.0:99999"},
+                                                                 {"--log-format", "xml"},
+                                                                 {"--metrics-port", "-1"},
+                                                                 {"--bogus", "1"},
+                                                                 {"--drain-seconds"},
+                                                                 {"--label", "novalue"},
+                                                                 {"--label", "=x"},
+                                                                 {"--threads", "many"}}) {
+    auto args = base;
+    args.insert(args.end(), extra.begin(), extra.end());
+    EXPECT_FALSE(parseOptions(args)) << extra[0];
+  }
+}
+
+}  // namespace
+}  // namespace tollgate::gateway
