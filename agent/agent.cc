@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "common/log.h"
+#include "agent/tunnel_identity.h"
 #include "policy/config_loader.h"
 
 namespace tollgate::agent {
@@ -55,6 +56,7 @@ bool Agent::reload() {
   metrics_.reloadsOk++;
   log::info("config", "loaded {} (generation {})", options_.configDir, (*compiled)->generation());
   apply(**compiled);
+  if (pods_) pods_->syncIdentities();
   return true;
 }
 
@@ -109,6 +111,54 @@ void Agent::apply(const policy::Snapshot& snapshot) {
   fence_ = std::make_unique<HostFence>(std::move(*fence));
 }
 
+Status Agent::startIdentity() {
+  if (options_.caCert.empty()) {
+    log::warn(kLog, "no CA configured ({} / {}): gateway routes fail closed with "
+              "gateway_unavailable", flags::kCaCert, flags::kCaKey);
+    return {};
+  }
+  auto ca = CertificateAuthority::fromFiles(options_.caCert, options_.caKey, options_.caChain);
+  if (!ca) return std::unexpected(ca.error().wrap("load CA"));
+  ca_ = std::make_shared<const CertificateAuthority>(std::move(*ca));
+  // The trust domain is fixed for the agent's life: SVIDs already issued carry it.
+  auto snap = snapshots_.load();
+  std::string trustDomain = snap ? snap->mesh().trustDomain : policy::TollgateConfig{}.trustDomain;
+  svids_ = std::make_unique<SvidManager>(ca_, trustDomain, systemClock(), options_.svidLifetime);
+  pods_->setSvids(svids_.get());
+
+  proxy::TunnelPoolOptions po;
+  po.pooling = options_.tunnelConnections > 0;
+  po.connectionsPerKey = static_cast<size_t>(std::max(1, options_.tunnelConnections));
+  po.limits.connectTimeout = inputs_.options.connectTimeout;
+  tunnels_ = std::make_unique<proxy::TunnelPool>(io_, makeSvidSource(*svids_), &metrics_, po);
+  inputs_.tunnels = tunnels_.get();
+  rotateTimer_ = std::make_unique<proxy::asio::steady_timer>(io_);
+  proxy::asio::co_spawn(io_, rotateLoop(), proxy::asio::detached);
+  log::info(kLog, "identity: CA {} (trust domain {}), SVID lifetime {}s, tunnel pool {}",
+            options_.caCert, trustDomain, options_.svidLifetime.count(),
+            po.pooling ? fmt::format("{} connections per key", po.connectionsPerKey)
+                       : std::string("off"));
+  return {};
+}
+
+proxy::awaitable<void> Agent::rotateLoop() {
+  // Rotation replaces SVIDs in the manager only: tunnels already up keep their TLS session,
+  // new ones present the new certificate.
+  while (!stopping_) {
+    rotateTimer_->expires_after(std::chrono::seconds(1));
+    boost::system::error_code ec;
+    co_await rotateTimer_->async_wait(proxy::asio::redirect_error(proxy::use_awaitable, ec));
+    if (stopping_ || ec == proxy::asio::error::operation_aborted) co_return;
+    auto now = std::chrono::system_clock::now();
+    if (!svids_->needsRotation(now)) continue;
+    if (auto st = svids_->rotate(now); !st) {
+      log::error(kLog, "SVID rotation: {} (old SVIDs stay until they expire)", st.error().str());
+    } else {
+      log::info(kLog, "SVIDs rotated");
+    }
+  }
+}
+
 Status Agent::start() {
   log::setLevel(parseLevel(options_.logLevel));
   if (auto st = accessLog_.open(options_.accessLog, options_.logFormat); !st) return st;
@@ -123,6 +173,7 @@ Status Agent::start() {
   if (auto st = pods_->init(); !st) return st;
 
   if (!reload()) log::error(kLog, "no valid config in {}: not ready", options_.configDir);
+  if (auto st = startIdentity(); !st) return st;
 
   for (int i = 0; i < options_.threads; ++i) threads_.emplace_back([this] { io_.run(); });
   started_ = true;
@@ -176,6 +227,11 @@ Status Agent::start() {
 }
 
 void Agent::stop() {
+  stopping_ = true;
+  if (rotateTimer_) {
+    proxy::asio::post(io_, [t = rotateTimer_.get()] { t->cancel(); });
+  }
+  if (tunnels_) tunnels_->shutdown();
   if (enroll_) enroll_->stop();
   if (watcher_) watcher_->stop();
   // Listeners close; the rules stay in every pod netns, so the pods stay closed (fail closed).

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -7,12 +8,14 @@
 #include <thread>
 #include <vector>
 
+#include "agent/certificate_authority.h"
 #include "agent/config_watcher.h"
 #include "agent/enroll_server.h"
 #include "agent/fence.h"
 #include "agent/netns.h"
 #include "agent/options.h"
 #include "agent/pod_manager.h"
+#include "agent/svid_manager.h"
 #include "common/error.h"
 #include "policy/snapshot.h"
 #include "proxy/access_log.h"
@@ -21,6 +24,7 @@
 #include "proxy/proxy_context.h"
 #include "proxy/resolver.h"
 #include "proxy/status_server.h"
+#include "proxy/tunnel_pool.h"
 
 #include <boost/asio/executor_work_guard.hpp>
 
@@ -53,9 +57,15 @@ class Agent {
   policy::SnapshotPtr snapshot() const { return snapshots_.load(); }
   uint16_t metricsPort() const { return metricsServer_ ? metricsServer_->port() : 0; }
   uint16_t healthPort() const { return healthServer_ ? healthServer_->port() : 0; }
+  // Null without --ca-cert/--ca-key.
+  SvidManager* svids() { return svids_.get(); }
+  proxy::TunnelPool* tunnels() { return tunnels_.get(); }
 
  private:
   void apply(const policy::Snapshot& snapshot);
+  // Loads the CA (when configured) and sets up SVID issuance and the tunnel pool.
+  Status startIdentity();
+  proxy::awaitable<void> rotateLoop();
 
   AgentOptions options_;
   proxy::asio::io_context io_;
@@ -75,6 +85,11 @@ class Agent {
   std::mutex reloadMu_;
   std::mutex fenceMu_;
   std::unique_ptr<HostFence> fence_;  // as installed
+  std::shared_ptr<const CertificateAuthority> ca_;
+  std::unique_ptr<SvidManager> svids_;
+  std::unique_ptr<proxy::TunnelPool> tunnels_;
+  std::unique_ptr<proxy::asio::steady_timer> rotateTimer_;
+  std::atomic<bool> stopping_{false};
   bool started_ = false;
 };
 

@@ -19,6 +19,28 @@ Result<uint64_t> parseUint(std::string_view flag, std::string_view v, uint64_t m
 
 }  // namespace
 
+Result<std::chrono::seconds> parseDuration(std::string_view flag, std::string_view v) {
+  uint64_t unit = 1;
+  std::string_view num = v;
+  if (!v.empty()) {
+    switch (v.back()) {
+      case 's': unit = 1; num.remove_suffix(1); break;
+      case 'm': unit = 60; num.remove_suffix(1); break;
+      case 'h': unit = 3600; num.remove_suffix(1); break;
+      case 'd': unit = 86400; num.remove_suffix(1); break;
+      default: break;
+    }
+  }
+  uint64_t n = 0;
+  auto [p, ec] = std::from_chars(num.data(), num.data() + num.size(), n);
+  constexpr uint64_t kMax = 366ull * 86400;
+  if (num.empty() || ec != std::errc() || p != num.data() + num.size() || n > kMax / unit ||
+      n * unit < 60) {
+    return fail(fmt::format("{}: '{}' is not a duration between 1m and 366d (e.g. 24h)", flag, v));
+  }
+  return std::chrono::seconds(n * unit);
+}
+
 std::string usage() {
   return fmt::format(
       "usage: tollgate-agent {} DIR [{} DIR] [{} PORT] [{} PORT] [{} text|json]\n"
@@ -30,12 +52,16 @@ std::string usage() {
       "  {}      access log format (default text)\n"
       "  {}      access log file (default stdout)\n"
       "  {}        proxy threads (default 2)\n"
-      "  {}  pod-facing interface in the node netns, '*' suffix = prefix (default tg0)\n",
+      "  {}  pod-facing interface in the node netns, '*' suffix = prefix (default tg0)\n"
+      "  {} PATH --ca-key PATH [--ca-chain PATH]  built-in CA issuing SVIDs for gateway\n"
+      "                     tunnels (without it gateway routes fail closed)\n"
+      "  {} DURATION  SVID lifetime (default 24h), rotated at half life\n"
+      "  {} N  TLS connections per identity and gateway (default 2; 0 = no pooling)\n",
       flags::kConfigDir, flags::kRunDir, flags::kMetricsPort, flags::kHealthPort,
       flags::kLogFormat, flags::kAccessLog, flags::kThreads, flags::kPodInterface,
       flags::kLogLevel, flags::kConfigDir, flags::kRunDir, flags::kMetricsPort,
       flags::kHealthPort, flags::kLogFormat, flags::kAccessLog, flags::kThreads,
-      flags::kPodInterface);
+      flags::kPodInterface, flags::kCaCert, flags::kSvidLifetime, flags::kTunnelConnections);
 }
 
 Result<AgentOptions> parseOptions(const std::vector<std::string>& args) {
@@ -87,6 +113,20 @@ Result<AgentOptions> parseOptions(const std::vector<std::string>& args) {
         return fail(fmt::format("{}: '{}' is not debug, info, warn or error", flag, *v));
       }
       o.logLevel = *v;
+    } else if (flag == flags::kCaCert) {
+      o.caCert = *v;
+    } else if (flag == flags::kCaKey) {
+      o.caKey = *v;
+    } else if (flag == flags::kCaChain) {
+      o.caChain = *v;
+    } else if (flag == flags::kSvidLifetime) {
+      auto d = parseDuration(flag, *v);
+      if (!d) return std::unexpected(d.error());
+      o.svidLifetime = *d;
+    } else if (flag == flags::kTunnelConnections) {
+      auto n = parseUint(flag, *v, 0, 64);
+      if (!n) return std::unexpected(n.error());
+      o.tunnelConnections = static_cast<int>(*n);
     } else {
       return fail(fmt::format("unknown flag '{}'", flag));
     }
@@ -95,6 +135,12 @@ Result<AgentOptions> parseOptions(const std::vector<std::string>& args) {
   if (o.configDir.empty()) return fail(fmt::format("{} is required", flags::kConfigDir));
   if (o.runDir.empty()) return fail(fmt::format("{} must not be empty", flags::kRunDir));
   if (o.podInterfaces.empty()) o.podInterfaces.push_back("tg0");
+  if (o.caCert.empty() != o.caKey.empty()) {
+    return fail(fmt::format("{} and {} go together", flags::kCaCert, flags::kCaKey));
+  }
+  if (!o.caChain.empty() && o.caCert.empty()) {
+    return fail(fmt::format("{} needs {} and {}", flags::kCaChain, flags::kCaCert, flags::kCaKey));
+  }
   return o;
 }
 

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -21,6 +22,11 @@ inline constexpr std::string_view kAccessLog = "--access-log";
 inline constexpr std::string_view kThreads = "--threads";
 inline constexpr std::string_view kPodInterface = "--pod-interface";
 inline constexpr std::string_view kLogLevel = "--log-level";
+inline constexpr std::string_view kCaCert = "--ca-cert";
+inline constexpr std::string_view kCaKey = "--ca-key";
+inline constexpr std::string_view kCaChain = "--ca-chain";
+inline constexpr std::string_view kSvidLifetime = "--svid-lifetime";
+inline constexpr std::string_view kTunnelConnections = "--tunnel-connections";
 inline constexpr std::string_view kHelp = "--help";
 }  // namespace flags
 
@@ -36,11 +42,21 @@ struct AgentOptions {
   // field for it yet, so it is a flag; repeatable.
   std::vector<std::string> podInterfaces;
   std::string logLevel = "info";
+  // The built-in CA issuing workload SVIDs for gateway tunnels. Without one, gateway routes
+  // fail closed (gateway_unavailable).
+  std::string caCert;
+  std::string caKey;
+  std::string caChain;  // optional: CA up to the root, for an intermediate CA
+  std::chrono::seconds svidLifetime = std::chrono::hours(24);
+  // TLS connections per (identity, gateway); 0 disables pooling (one connection per flow).
+  int tunnelConnections = 2;
   bool help = false;
 };
 
 // "--flag value" and "--flag=value" forms. Unknown flags and bad values are errors.
 Result<AgentOptions> parseOptions(const std::vector<std::string>& args);
+// "90s", "30m", "24h", "1d" or plain seconds; at least one minute.
+Result<std::chrono::seconds> parseDuration(std::string_view flag, std::string_view v);
 std::string usage();
 
 }  // namespace tollgate::agent

@@ -146,8 +146,39 @@ enroll::EnrollReply PodManager::handle(const enroll::EnrollRequest& req, int net
   return reply;
 }
 
+std::string PodManager::serviceAccountOf(const enroll::EnrollRequest& req) const {
+  if (auto snap = inputs_.snapshots.load()) {
+    if (auto id = snap->identityOf(req.pod().namespace_(), req.pod().name())) {
+      if (!id->serviceAccount.empty()) return id->serviceAccount;
+    }
+  }
+  if (!req.service_account().empty()) return req.service_account();
+  return "default";
+}
+
+void PodManager::addIdentity(const enroll::EnrollRequest& req) {
+  if (!svids_) return;
+  std::string sa = serviceAccountOf(req);
+  if (auto st = svids_->addPod(req.pod().namespace_(), req.pod().name(), sa); !st) {
+    // The pod still enrolls; its gateway flows fail closed (no SVID) and say why.
+    log::error(kLog, "pod {}/{}: identity {}: {}", req.pod().namespace_(), req.pod().name(), sa,
+               st.error().str());
+  }
+}
+
+void PodManager::removeIdentity(const enroll::EnrollRequest& req) {
+  if (svids_) svids_->removePod(req.pod().namespace_(), req.pod().name());
+}
+
+void PodManager::syncIdentities() {
+  if (!svids_) return;
+  std::lock_guard lock(mu_);
+  for (const auto& [key, pod] : pods_) addIdentity(pod->request);
+}
+
 Result<std::shared_ptr<proxy::OutboundListener>> PodManager::startListener(
     const enroll::EnrollRequest& req, std::shared_ptr<Netns> netns) {
+  addIdentity(req);
   if (auto st = netns->run(ensureLoopbackUp); !st) return std::unexpected(st.error());
   proxy::PodInfo info;
   info.ns = req.pod().namespace_();
@@ -202,6 +233,7 @@ enroll::EnrollReply PodManager::add(const enroll::EnrollRequest& req, int netnsF
     // Same name, new sandbox: the old one is gone or going.
     log::info(kLog, "pod {}: new netns replaces the enrolled one", *key);
     if (existing.listener) existing.listener->close(true);
+    removeIdentity(existing.request);
     forgetState(*key);
     pods_.erase(it);
   }
@@ -212,10 +244,12 @@ enroll::EnrollReply PodManager::add(const enroll::EnrollRequest& req, int netnsF
   auto listener = startListener(req, netns);
   if (!listener) {
     // Rules stay: the pod is closed, which is the safe state; the runtime will DEL.
+    removeIdentity(req);
     return failed(kCodeListener, listener.error().wrap("create listeners").str());
   }
   if (auto st = persist(*key, req, *netns); !st) {
     (*listener)->close(true);
+    removeIdentity(req);
     return failed(kCodeState, st.error().wrap("persist state").str());
   }
   auto pod = std::make_unique<Pod>();
@@ -238,6 +272,7 @@ enroll::EnrollReply PodManager::del(const enroll::EnrollRequest& req) {
   }
   Pod& pod = *it->second;
   if (pod.listener) pod.listener->close(true);
+  removeIdentity(pod.request);
   Status st;
   if (redirect_) st = redirect_->remove(*pod.netns);
   forgetState(*key);

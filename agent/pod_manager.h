@@ -8,6 +8,7 @@
 
 #include "agent/netns.h"
 #include "agent/redirect.h"
+#include "agent/svid_manager.h"
 #include "common/error.h"
 #include "proto/enroll.pb.h"
 #include "proxy/outbound_listener.h"
@@ -37,6 +38,11 @@ class PodManager {
   // The redirect every pod gets. When its rules change (mark, resolvers), every enrolled pod's
   // rules are reinstalled. nullptr: not ready (ADD fails).
   void setRedirect(std::shared_ptr<const NftRedirect> redirect);
+  // Where enrolled pods' service accounts are recorded so their SVIDs can be issued (nullptr:
+  // no CA configured). Set before pods are enrolled or re-adopted.
+  void setSvids(SvidManager* svids) { svids_ = svids; }
+  // Re-reads every enrolled pod's service account (after a config reload changed Pod objects).
+  void syncIdentities();
 
   // Handles one request; `netnsFd` (owned, -1 when none) came with it by SCM_RIGHTS.
   enroll::EnrollReply handle(const enroll::EnrollRequest& req, int netnsFd);
@@ -69,12 +75,18 @@ class PodManager {
                                                                  std::shared_ptr<Netns> netns);
   Status persist(const std::string& key, const enroll::EnrollRequest& req, const Netns& netns);
   void forgetState(const std::string& key);
+  // The pod's service account: the snapshot's Pod object, else the request's field, else
+  // "default" (the same order the proxy's sessions use).
+  std::string serviceAccountOf(const enroll::EnrollRequest& req) const;
+  void addIdentity(const enroll::EnrollRequest& req);
+  void removeIdentity(const enroll::EnrollRequest& req);
 
   proxy::ProxyInputs& inputs_;
   std::string runDir_;
   mutable std::mutex mu_;
   std::map<std::string, std::unique_ptr<Pod>> pods_;
   std::shared_ptr<const NftRedirect> redirect_;
+  SvidManager* svids_ = nullptr;
 };
 
 }  // namespace tollgate::agent

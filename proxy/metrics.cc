@@ -48,6 +48,19 @@ uint64_t Metrics::connections(std::string_view decision, std::string_view reason
   return it == connections_.end() ? 0 : it->second;
 }
 
+void Metrics::countGatewayFailure(std::string_view reason) {
+  std::lock_guard lock(mu_);
+  auto it = gatewayFailures_.find(reason);
+  if (it == gatewayFailures_.end()) it = gatewayFailures_.emplace(std::string(reason), 0).first;
+  ++it->second;
+}
+
+uint64_t Metrics::gatewayFailures(std::string_view reason) const {
+  std::lock_guard lock(mu_);
+  auto it = gatewayFailures_.find(reason);
+  return it == gatewayFailures_.end() ? 0 : it->second;
+}
+
 void Metrics::addCollector(Collector c) {
   std::lock_guard lock(mu_);
   collectors_.push_back(std::move(c));
@@ -75,6 +88,13 @@ std::string Metrics::render() const {
                           static_cast<double>(v));
     }
     collectors = collectors_;
+    out += "# HELP tollgate_gateway_failures_total Flows not carried through a gateway, by "
+           "reason.\n"
+           "# TYPE tollgate_gateway_failures_total counter\n";
+    for (const auto& [reason, v] : gatewayFailures_) {
+      out += formatSample("tollgate_gateway_failures_total", {{"reason", reason}},
+                          static_cast<double>(v));
+    }
   }
   gauge("tollgate_connections_active", "Connections currently open.", active.load());
   counter("tollgate_bytes_up_total", "Bytes relayed from pods to upstreams.", bytesUp.load());
@@ -99,6 +119,12 @@ std::string Metrics::render() const {
   counter("tollgate_enroll_ok_total", "Enrollment requests that succeeded.", enrollOk.load());
   counter("tollgate_enroll_failed_total", "Enrollment requests that failed.", enrollFailed.load());
   gauge("tollgate_enrolled_pods", "Pods currently enrolled.", enrolledPods.load());
+  counter("tollgate_tunnel_streams_total", "CONNECT streams opened to gateways.",
+          tunnelStreams.load());
+  gauge("tollgate_tunnel_connections_active", "TLS connections to gateways currently up.",
+        tunnelConnectionsActive.load());
+  counter("tollgate_tunnel_connections_opened_total", "TLS connections to gateways established.",
+          tunnelConnectionsOpened.load());
   for (const auto& c : collectors) out += c();
   return out;
 }

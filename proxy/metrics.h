@@ -23,6 +23,9 @@ class Metrics {
   void countConnection(std::string_view decision, std::string_view reason);
   uint64_t connections(std::string_view decision, std::string_view reason) const;
   void addCollector(Collector c);
+  // Flows that could not be carried through a gateway tunnel, by reason.
+  void countGatewayFailure(std::string_view reason);
+  uint64_t gatewayFailures(std::string_view reason) const;
 
   std::string render() const;
 
@@ -40,10 +43,14 @@ class Metrics {
   std::atomic<uint64_t> enrollOk{0};
   std::atomic<uint64_t> enrollFailed{0};
   std::atomic<int64_t> enrolledPods{0};
+  std::atomic<uint64_t> tunnelStreams{0};            // CONNECT streams opened
+  std::atomic<int64_t> tunnelConnectionsActive{0};   // TLS connections to gateways up
+  std::atomic<uint64_t> tunnelConnectionsOpened{0};  // TLS handshakes that succeeded
 
  private:
   mutable std::mutex mu_;
   std::map<std::pair<std::string, std::string>, uint64_t> connections_;
+  std::map<std::string, uint64_t, std::less<>> gatewayFailures_;
   std::vector<Collector> collectors_;
 };
 

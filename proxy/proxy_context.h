@@ -18,6 +18,7 @@ namespace tollgate::proxy {
 class Metrics;
 class AccessLog;
 class Resolver;
+class TunnelPool;
 
 struct ProxyOptions {
   uint16_t outboundPort = 15001;
@@ -57,6 +58,9 @@ struct ProxyInputs {
   Metrics& metrics;
   AccessLog& accessLog;
   Resolver& resolver;
+  // Gateway routes go through these tunnels; null (no CA configured): they fail closed with
+  // gateway_unavailable. Nothing ever falls back to a direct connection.
+  TunnelPool* tunnels = nullptr;
 };
 
 // The pod a listener serves, as enrolled. Labels and service account here are the fallback when

@@ -16,6 +16,7 @@
 #include "proxy/resolver.h"
 #include "proxy/sniff.h"
 #include "proxy/tls_client_hello.h"
+#include "proxy/tunnel_pool.h"
 
 namespace tollgate::proxy {
 namespace {
@@ -43,6 +44,16 @@ std::string_view protocolName(int p) {
     case 0: return "tls";
     case 1: return "http";
     default: return "tcp";
+  }
+}
+
+std::string_view statusPhrase(int status) {
+  switch (status) {
+    case 403: return "Forbidden";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default: return "Error";
   }
 }
 
@@ -132,6 +143,15 @@ void Session::closeBoth(bool reset) {
   if (upstream_.is_open()) {
     if (reset) armReset(upstream_.native_handle());
     upstream_.close(ec);
+  }
+  if (tunnel_) {
+    // Only a relay that ended on its own may let a queued END_STREAM flush; anything cut short
+    // (errors, idle, abort) resets the stream so the gateway side closes too.
+    if (reset || pumpsRunning_ > 0) {
+      tunnel_->reset();
+    } else {
+      tunnel_->release();
+    }
   }
   done_.cancel();
   idle_.cancel();
@@ -352,8 +372,9 @@ awaitable<bool> Session::connectUpstream() {
   };
 
   if (route.kind == policy::Route::Kind::Gateway) {
-    log::info(kLog, "{}/{} -> {}: gateway route not implemented: direct", record_.podNs,
-              record_.podName, record_.originalDst);
+    // Only ever through the tunnel: a gateway route never falls back to a direct connection.
+    bool ok = co_await connectTunnel();
+    co_return ok;
   }
   uint16_t port = route.upstreamPort != 0 ? route.upstreamPort : originalDst_.port;
   std::vector<policy::IpAddress> candidates;
@@ -420,6 +441,159 @@ awaitable<bool> Session::connectUpstream() {
   co_return false;
 }
 
+awaitable<bool> Session::connectTunnel() {
+  auto& in = listener_->inputs();
+  const PodInfo& pod = listener_->pod();
+  const policy::Route& route = decision_.route;
+  bool http = protocol_ == Sniffed::Http;
+  auto failTunnel = [&](const TunnelError& e) -> awaitable<void> {
+    in.metrics.countGatewayFailure(e.reason);
+    record_.decision = "deny";
+    record_.reason = e.appReason;
+    std::string_view name = record_.name;
+    if (name.empty()) name = "-";
+    log::warn(kLog, "{}/{} -> {} ({}) via gateway {}: {} ({}): {}", record_.podNs,
+              record_.podName, record_.originalDst, name, route.gatewayName, e.appReason,
+              e.reason, e.detail);
+    if (http) {
+      co_await sendHttpError(e.status, statusPhrase(e.status), "x-tollgate-denied", e.appReason);
+    } else {
+      closeBoth(true);
+    }
+  };
+  auto unavailable = [](std::string reason, std::string detail) {
+    return TunnelError{TunnelError::Kind::Unavailable, std::move(reason), "gateway_unavailable",
+                       503, std::move(detail)};
+  };
+
+  if (in.tunnels == nullptr) {
+    co_await failTunnel(unavailable("no_tunnel_client", "no CA configured: tunnels disabled"));
+    co_return false;
+  }
+  uint16_t port = route.upstreamPort != 0 ? route.upstreamPort : originalDst_.port;
+  std::string authority;
+  if (route.byName && !route.upstreamHost.empty()) {
+    // The name, never the IP the app asked for: the gateway resolves it itself.
+    authority = fmt::format("{}:{}", route.upstreamHost, port);
+  } else {
+    authority = Endpoint{originalDst_.ip, port}.str();
+  }
+
+  error_code ec;
+  asio::ip::address gwAddr = asio::ip::make_address(route.gatewayAddress, ec);
+  if (ec) {
+    auto r = co_await in.resolver.resolve(route.gatewayAddress);
+    if (!r || r->empty()) {
+      std::string detail = r ? std::string("no addresses") : r.error().str();
+      co_await failTunnel(unavailable("gateway_unresolvable",
+                                      fmt::format("{}: {}", route.gatewayAddress, detail)));
+      co_return false;
+    }
+    gwAddr = asio::ip::make_address(r->front().str(), ec);
+  }
+  asio::ip::tcp::endpoint gateway(gwAddr, route.gatewayPort != 0 ? route.gatewayPort : 15008);
+
+  bool fromNode = in.options.externalFromNode;
+  uint32_t mark = pod.mark;
+  NetnsRunner runner = listener_->runner();
+  TunnelRequest req;
+  req.ns = identity_.ns;
+  req.serviceAccount = identity_.serviceAccount;
+  req.gateway = gateway;
+  req.authority = authority;
+  req.sockets = [fromNode, mark, runner](int family) -> Result<int> {
+    if (fromNode) return makeMarkedSocket(family, mark);
+    return runner([family, mark]() { return makeMarkedSocket(family, mark); });
+  };
+  if (!fromNode) req.scope = pod.key();
+  auto r = co_await in.tunnels->open(std::move(req));
+  if (closing_) {
+    if (r) (*r)->reset();
+    co_return false;
+  }
+  if (!r) {
+    co_await failTunnel(r.error());
+    co_return false;
+  }
+  tunnel_ = *r;
+  auto gwIp = policy::IpAddress::parse(gwAddr.to_string());
+  if (gwIp) upstreamEp_ = Endpoint{*gwIp, gateway.port()};
+  co_return true;
+}
+
+awaitable<void> Session::writeUpstream(asio::const_buffer data, error_code& ec) {
+  if (tunnel_) {
+    co_await tunnel_->write(data, ec);
+    co_return;
+  }
+  co_await asio::async_write(upstream_, data, asio::redirect_error(use_awaitable, ec));
+}
+
+void Session::shutdownUpstreamSend() {
+  if (tunnel_) {
+    tunnel_->shutdownWrite();
+    return;
+  }
+  error_code ec;
+  if (upstream_.is_open()) upstream_.shutdown(asio::socket_base::shutdown_send, ec);
+}
+
+void Session::resetUpstream() {
+  if (tunnel_) {
+    tunnel_->reset();
+    return;
+  }
+  error_code ec;
+  if (upstream_.is_open()) {
+    armReset(upstream_.native_handle());
+    upstream_.close(ec);
+  }
+}
+
+awaitable<void> Session::pumpTunnel(bool up) {
+  auto& in = listener_->inputs();
+  auto t = tunnel_;
+  std::vector<char> buf(kRelayChunk);
+  for (;;) {
+    error_code ec;
+    size_t n = 0;
+    if (up) {
+      n = co_await client_.async_read_some(asio::buffer(buf),
+                                           asio::redirect_error(use_awaitable, ec));
+      if (ec) {
+        if (ec == asio::error::eof) {
+          t->shutdownWrite();  // app half-close -> END_STREAM
+        } else if (!closing_) {
+          closeBoth(true);
+        }
+        co_return;
+      }
+      lastActivity_ = Clock::now();
+      co_await t->write(asio::buffer(buf.data(), n), ec);
+    } else {
+      n = co_await t->read(asio::buffer(buf), ec);
+      if (ec) {
+        if (ec == asio::error::eof) {
+          // END_STREAM from the gateway -> FIN to the app; the other direction keeps flowing.
+          if (client_.is_open()) client_.shutdown(asio::socket_base::shutdown_send, ec);
+        } else if (!closing_) {
+          closeBoth(true);  // RST_STREAM or a dead tunnel: the app sees a reset
+        }
+        co_return;
+      }
+      lastActivity_ = Clock::now();
+      co_await asio::async_write(client_, asio::buffer(buf.data(), n),
+                                 asio::redirect_error(use_awaitable, ec));
+    }
+    if (ec) {
+      if (!closing_) closeBoth(true);
+      co_return;
+    }
+    (up ? record_.bytesUp : record_.bytesDown) += n;
+    (up ? in.metrics.bytesUp : in.metrics.bytesDown) += n;
+  }
+}
+
 awaitable<void> Session::relay() {
   auto& in = listener_->inputs();
   lastActivity_ = Clock::now();
@@ -429,15 +603,16 @@ awaitable<void> Session::relay() {
     if (--self->pumpsRunning_ == 0) self->done_.cancel();
   };
   pumpsRunning_ = 2;
-  bool spliceOk = in.options.splice;
+  // Tunnel bytes pass through user space (TLS), so there is nothing to splice.
+  bool spliceOk = in.options.splice && !tunnel_;
+  bool viaTunnel = tunnel_ != nullptr;
   auto self = shared_from_this();
   if (protocol_ == Sniffed::Http) {
     asio::co_spawn(ex, [self]() { return self->pumpHttpRequests(); }, onDone);
   } else {
     // Sniffed bytes go first; then the rest of the stream is not looked at.
     error_code ec;
-    co_await asio::async_write(upstream_, asio::buffer(buffered_),
-                               asio::redirect_error(use_awaitable, ec));
+    co_await writeUpstream(asio::buffer(buffered_), ec);
     if (ec) {
       refuse("upstream_error", ec.message());
       pumpsRunning_ = 0;
@@ -445,13 +620,17 @@ awaitable<void> Session::relay() {
     }
     record_.bytesUp += buffered_.size();
     in.metrics.bytesUp += buffered_.size();
-    if (spliceOk) {
+    if (viaTunnel) {
+      asio::co_spawn(ex, [self]() { return self->pumpTunnel(true); }, onDone);
+    } else if (spliceOk) {
       asio::co_spawn(ex, [self]() { return self->pumpSplice(true); }, onDone);
     } else {
       asio::co_spawn(ex, [self]() { return self->pumpCopy(true); }, onDone);
     }
   }
-  if (spliceOk) {
+  if (viaTunnel) {
+    asio::co_spawn(ex, [self]() { return self->pumpTunnel(false); }, onDone);
+  } else if (spliceOk) {
     asio::co_spawn(ex, [self]() { return self->pumpSplice(false); }, onDone);
   } else {
     asio::co_spawn(ex, [self]() { return self->pumpCopy(false); }, onDone);
@@ -606,8 +785,7 @@ awaitable<void> Session::pumpHttpRequests() {
             std::max<int64_t>(0, static_cast<int64_t>(r.errorOffset - chunkStart)));
       }
       if (allowedLen > 0) {
-        co_await asio::async_write(upstream_, asio::buffer(chunk.data(), allowedLen),
-                                   asio::redirect_error(use_awaitable, ec));
+        co_await writeUpstream(asio::buffer(chunk.data(), allowedLen), ec);
         if (ec) {
           if (!closing_) closeBoth(true);
           co_return;
@@ -621,11 +799,10 @@ awaitable<void> Session::pumpHttpRequests() {
         if (shown.empty()) shown = "-";
         log::info(kLog, "{}/{} -> {}: request on kept-alive connection denied: {} ({})",
                   record_.podNs, record_.podName, record_.originalDst, *denyReason, shown);
-        // Stop the response direction before writing to the client ourselves.
-        if (upstream_.is_open()) {
-          armReset(upstream_.native_handle());
-          upstream_.close(ec);
-        }
+        // Stop the response direction before writing to the client ourselves; closing_ first
+        // so the response pump, woken by the reset, does not reset the client under the 403.
+        closing_ = true;
+        resetUpstream();
         co_await sendHttpError(403, "Forbidden", "x-tollgate-denied", *denyReason);
         co_return;
       }
@@ -633,7 +810,7 @@ awaitable<void> Session::pumpHttpRequests() {
     size_t n = co_await client_.async_read_some(asio::buffer(buf), asio::redirect_error(use_awaitable, ec));
     if (ec) {
       if (ec == asio::error::eof) {
-        if (upstream_.is_open()) upstream_.shutdown(asio::socket_base::shutdown_send, ec);
+        shutdownUpstreamSend();
       } else if (!closing_) {
         closeBoth(true);
       }

@@ -11,6 +11,7 @@
 #include "proxy/access_log.h"
 #include "proxy/asio.h"
 #include "proxy/socket_util.h"
+#include "proxy/tunnel_client.h"
 
 namespace tollgate::proxy {
 
@@ -33,6 +34,12 @@ class Session : public std::enable_shared_from_this<Session> {
   awaitable<void> run();
   awaitable<bool> sniff();
   awaitable<bool> connectUpstream();
+  awaitable<bool> connectTunnel();
+  awaitable<void> pumpTunnel(bool up);
+  // The upstream side, whether a socket or a tunnel stream.
+  awaitable<void> writeUpstream(asio::const_buffer data, boost::system::error_code& ec);
+  void shutdownUpstreamSend();
+  void resetUpstream();
   awaitable<void> relay();
   awaitable<void> pumpCopy(bool up);
   awaitable<void> pumpSplice(bool up);
@@ -51,6 +58,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::shared_ptr<OutboundListener> listener_;
   asio::ip::tcp::socket client_;
   asio::ip::tcp::socket upstream_;
+  std::shared_ptr<TunnelStream> tunnel_;  // Route::Kind::Gateway: the CONNECT stream
   asio::steady_timer deadline_;
   uint64_t deadlineGen_ = 0;
   bool deadlineFired_ = false;

@@ -1,0 +1,245 @@
+// tollgate-agent with the built-in CA (--ca-cert/--ca-key): enrolled pods' service accounts get
+// SVIDs, and a pod's flow on a gateway route reaches the gateway through an mTLS tunnel that
+// presents the pod's identity. The gateway is the in-test HTTP/2 CONNECT server on the node
+// netns' loopback.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sched.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <thread>
+
+#include "agent/agent.h"
+#include "agent/netns.h"
+#include "common/framing.h"
+#include "tests/netns/proxy/tunnel_gateway_fixture.h"
+
+namespace tollgate::agent {
+namespace {
+
+namespace fs = std::filesystem;
+using tollgate::testing::TestGateway;
+
+int sh(const std::string& cmd) { return std::system((cmd + " >/dev/null 2>&1").c_str()); }
+
+class AgentIdentityTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root";
+    std::random_device rd;
+    r_ = static_cast<int>(rd() % 250) + 1;
+    node_ = fmt::format("tgid-{}-node", r_);
+    pod_ = fmt::format("tgid-{}-pod", r_);
+    sh("ip netns del " + node_);
+    sh("ip netns del " + pod_);
+    ASSERT_EQ(sh("ip netns add " + node_), 0);
+    ASSERT_EQ(sh("ip netns add " + pod_), 0);
+    ASSERT_EQ(sh("ip -n " + node_ + " link set lo up"), 0);
+    std::string in = "ip -n " + pod_ + " ";
+    // A route for the app's connect(); the redirect takes the flow before it would leave.
+    ASSERT_EQ(sh(in + "link add d0 type veth peer name d1"), 0);
+    ASSERT_EQ(sh(in + "link set d0 up"), 0);
+    ASSERT_EQ(sh(in + "link set d1 up"), 0);
+    ASSERT_EQ(sh(in + fmt::format("addr add 10.253.{}.1/24 dev d0", r_)), 0);
+    ASSERT_EQ(sh(in + "route add 198.18.0.0/24 dev d0"), 0);
+    dir_ = fs::path(fmt::format("/tmp/tgid-{}-agent", r_));
+    fs::remove_all(dir_);
+    fs::create_directories(dir_ / "config");
+    std::string cmd = std::string(TOLLGATE_SOURCE_DIR "/scripts/gen-ca ") + (dir_ / "ca").string() +
+                      " >/dev/null 2>&1";
+    ASSERT_EQ(std::system(cmd.c_str()), 0);
+    auto n = Netns::open("/var/run/netns/" + node_);
+    ASSERT_TRUE(n);
+    nodeNs_.emplace(std::move(*n));
+  }
+
+  void TearDown() override {
+    agent_.reset();
+    gateway_.reset();
+    if (node_.empty()) return;
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(dir_ / "run" / "netns", ec)) {
+      sh("umount -l " + e.path().string());
+    }
+    fs::remove_all(dir_, ec);
+    sh("ip netns del " + pod_);
+    sh("ip netns del " + node_);
+  }
+
+  // Runs fn on a thread inside the node netns.
+  template <typename F>
+  void inNode(F fn) {
+    std::thread t([&] {
+      if (::setns(nodeNs_->fd(), CLONE_NEWNET) != 0) return;
+      fn();
+    });
+    t.join();
+  }
+
+  void writeConfig(uint16_t gatewayPort) {
+    std::ofstream(dir_ / "config" / "mesh.yaml", std::ios::trunc) << fmt::format(R"(
+apiVersion: tollgate.io/v1alpha1
+kind: TollgateConfig
+metadata:
+  name: mesh
+spec:
+  outboundTrafficPolicy:
+    mode: REGISTRY_ONLY
+  gateways:
+  - {{name: egress, address: 127.0.0.1, port: {}, default: true}}
+---
+apiVersion: networking.istio.io/v1beta1
+kind: ServiceEntry
+metadata:
+  name: allowed
+  namespace: default
+spec:
+  hosts: [allowed.test]
+  ports:
+  - {{number: 80, name: http, protocol: HTTP}}
+  resolution: DNS
+)",
+                                                                                 gatewayPort);
+  }
+
+  Status startAgent(bool withCa, std::string caCert = {}) {
+    AgentOptions o;
+    o.configDir = (dir_ / "config").string();
+    o.runDir = (dir_ / "run").string();
+    o.podInterfaces = {"tgidpod*"};
+    o.metricsPort = 0;
+    o.healthPort = 0;
+    if (withCa) {
+      o.caCert = caCert.empty() ? (dir_ / "ca" / "ca-cert.pem").string() : caCert;
+      o.caKey = (dir_ / "ca" / "ca-key.pem").string();
+      o.caChain = (dir_ / "ca" / "cert-chain.pem").string();
+    }
+    agent_ = std::make_unique<Agent>(o);
+    Status st;
+    inNode([&] { st = agent_->start(); });
+    return st;
+  }
+
+  enroll::EnrollReply send(enroll::EnrollRequest::Op op) {
+    enroll::EnrollRequest req;
+    req.set_op(op);
+    req.mutable_pod()->set_namespace_("default");
+    req.mutable_pod()->set_name("client");
+    req.set_service_account("client");
+    req.set_netns_path("/var/run/netns/" + pod_);
+    int fd = ::open(("/var/run/netns/" + pod_).c_str(), O_RDONLY | O_CLOEXEC);
+    req.set_netns_fd_attached(true);
+    enroll::EnrollReply reply;
+    auto sock = connectUnix((dir_ / "run" / "cni.sock").string(), 10000);
+    if (!sock) {
+      ::close(fd);
+      reply.set_msg(sock.error().str());
+      return reply;
+    }
+    std::string payload;
+    req.SerializeToString(&payload);
+    auto st = sendFrame(*sock, payload, fd);
+    ::close(fd);
+    auto frame = recvFrame(*sock);
+    ::close(*sock);
+    if (!st || !frame || !reply.ParseFromString(frame->payload)) reply.set_msg("transport error");
+    return reply;
+  }
+
+  // An HTTP request from the pod to 198.18.0.10:80; returns what came back until EOF.
+  std::string podRequest(const std::string& req) {
+    auto podNs = Netns::open("/var/run/netns/" + pod_);
+    if (!podNs) return "no netns";
+    auto fd = podNs->runFd([]() -> Result<int> {
+      int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      if (s < 0) return failErrno("socket");
+      return s;
+    });
+    if (!fd) return "no socket";
+    timeval tv{5, 0};
+    ::setsockopt(*fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    sockaddr_in sin{};
+    sin.sin_family = AF_INET;
+    sin.sin_port = htons(80);
+    ::inet_pton(AF_INET, "198.18.0.10", &sin.sin_addr);
+    std::string out;
+    if (::connect(*fd, reinterpret_cast<sockaddr*>(&sin), sizeof sin) == 0) {
+      ::send(*fd, req.data(), req.size(), MSG_NOSIGNAL);
+      ::shutdown(*fd, SHUT_WR);
+      char buf[4096];
+      ssize_t n;
+      while ((n = ::recv(*fd, buf, sizeof buf, 0)) > 0) out.append(buf, static_cast<size_t>(n));
+    }
+    ::close(*fd);
+    return out;
+  }
+
+  int r_ = 0;
+  std::string node_, pod_;
+  fs::path dir_;
+  std::optional<Netns> nodeNs_;
+  std::unique_ptr<TestGateway> gateway_;
+  std::unique_ptr<Agent> agent_;
+};
+
+TEST_F(AgentIdentityTest, EnrolledPodGetsAnSvidAndItsFlowsUseTheTunnel) {
+  auto ca = CertificateAuthority::fromFiles((dir_ / "ca" / "ca-cert.pem").string(),
+                                            (dir_ / "ca" / "ca-key.pem").string(),
+                                            (dir_ / "ca" / "cert-chain.pem").string());
+  ASSERT_TRUE(ca) << ca.error().str();
+  // The gateway listens on the node netns' loopback, where the agent makes its tunnels.
+  inNode([&] { gateway_ = std::make_unique<TestGateway>(*ca, TestGateway::Options{}); });
+  ASSERT_TRUE(gateway_->ok());
+  writeConfig(gateway_->port());
+  auto st = startAgent(true);
+  ASSERT_TRUE(st) << st.error().str();
+  ASSERT_NE(agent_->svids(), nullptr);
+  ASSERT_NE(agent_->tunnels(), nullptr);
+
+  auto reply = send(enroll::EnrollRequest::ADD);
+  ASSERT_EQ(reply.code(), 0u) << reply.msg();
+  EXPECT_EQ(agent_->svids()->serviceAccounts(), std::vector<std::string>{"default/client"});
+
+  std::string req = "GET / HTTP/1.1\r\nHost: allowed.test\r\n\r\n";
+  EXPECT_EQ(podRequest(req), req);  // the test gateway echoes
+  EXPECT_EQ(gateway_->peerIds(),
+            std::vector<std::string>{"spiffe://cluster.local/ns/default/sa/client"});
+  EXPECT_EQ(gateway_->authorities(), std::vector<std::string>{"allowed.test:80"});
+  EXPECT_EQ(agent_->metrics().tunnelStreams.load(), 1u);
+
+  reply = send(enroll::EnrollRequest::DEL);
+  ASSERT_EQ(reply.code(), 0u) << reply.msg();
+  EXPECT_TRUE(agent_->svids()->serviceAccounts().empty());
+}
+
+TEST_F(AgentIdentityTest, WithoutCaGatewayRoutesFailClosed) {
+  writeConfig(15008);
+  auto st = startAgent(false);
+  ASSERT_TRUE(st) << st.error().str();
+  EXPECT_EQ(agent_->svids(), nullptr);
+  EXPECT_EQ(agent_->tunnels(), nullptr);
+  auto reply = send(enroll::EnrollRequest::ADD);
+  ASSERT_EQ(reply.code(), 0u) << reply.msg();
+  std::string resp = podRequest("GET / HTTP/1.1\r\nHost: allowed.test\r\n\r\n");
+  EXPECT_TRUE(resp.starts_with("HTTP/1.1 503")) << resp;
+  EXPECT_NE(resp.find("x-tollgate-denied: gateway_unavailable"), std::string::npos) << resp;
+  send(enroll::EnrollRequest::DEL);
+}
+
+TEST_F(AgentIdentityTest, UnreadableCaIsFatalAndNamesTheFile) {
+  writeConfig(15008);
+  auto st = startAgent(true, (dir_ / "ca" / "missing.pem").string());
+  ASSERT_FALSE(st);
+  EXPECT_NE(st.error().str().find("missing.pem"), std::string::npos) << st.error().str();
+}
+
+}  // namespace
+}  // namespace tollgate::agent
