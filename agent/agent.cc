@@ -1,13 +1,12 @@
 #include "agent/agent.h"
 
+#include <fmt/format.h>
 #include <signal.h>
 
 #include <filesystem>
 
-#include <fmt/format.h>
-
-#include "common/log.h"
 #include "agent/tunnel_identity.h"
+#include "common/log.h"
 #include "policy/config_loader.h"
 
 namespace tollgate::agent {
@@ -77,8 +76,7 @@ void Agent::apply(const policy::Snapshot& snapshot) {
   if (auto r = NftRedirect::create(rp)) {
     pods_->setRedirect(std::make_shared<const NftRedirect>(std::move(*r)));
   } else {
-    log::error(kLog, "redirect rules from config: {}; keeping the previous rules",
-               r.error().str());
+    log::error(kLog, "redirect rules from config: {}; keeping the previous rules", r.error().str());
   }
 
   FenceParams fp;
@@ -113,17 +111,21 @@ void Agent::apply(const policy::Snapshot& snapshot) {
 
 Status Agent::startIdentity() {
   if (options_.caCert.empty()) {
-    log::warn(kLog, "no CA configured ({} / {}): gateway routes fail closed with "
-              "gateway_unavailable", flags::kCaCert, flags::kCaKey);
+    log::warn(kLog,
+              "no CA configured ({} / {}): gateway routes fail closed with "
+              "gateway_unavailable",
+              flags::kCaCert, flags::kCaKey);
     return {};
   }
-  auto ca = CertificateAuthority::fromFiles(options_.caCert, options_.caKey, options_.caChain);
+  auto ca =
+      identity::CertificateAuthority::fromFiles(options_.caCert, options_.caKey, options_.caChain);
   if (!ca) return std::unexpected(ca.error().wrap("load CA"));
-  ca_ = std::make_shared<const CertificateAuthority>(std::move(*ca));
+  ca_ = std::make_shared<const identity::CertificateAuthority>(std::move(*ca));
   // The trust domain is fixed for the agent's life: SVIDs already issued carry it.
   auto snap = snapshots_.load();
   std::string trustDomain = snap ? snap->mesh().trustDomain : policy::TollgateConfig{}.trustDomain;
-  svids_ = std::make_unique<SvidManager>(ca_, trustDomain, systemClock(), options_.svidLifetime);
+  svids_ = std::make_unique<identity::SvidManager>(ca_, trustDomain, identity::systemClock(),
+                                                   options_.svidLifetime);
   pods_->setSvids(svids_.get());
 
   proxy::TunnelPoolOptions po;
@@ -215,14 +217,14 @@ Status Agent::start() {
     healthServer_ = std::make_unique<proxy::StatusServer>(io_);
     healthServer_->route("/healthz/ready", [this] {
       if (ready()) return proxy::StatusServer::Response{200, "text/plain", "ready\n"};
-      std::string why = snapshots_.load() == nullptr ? "no valid config loaded\n"
-                                                     : "enrollment socket is down\n";
+      std::string why =
+          snapshots_.load() == nullptr ? "no valid config loaded\n" : "enrollment socket is down\n";
       return proxy::StatusServer::Response{503, "text/plain", why};
     });
     if (auto st = healthServer_->listen("0.0.0.0", options_.healthPort); !st) return st;
   }
-  log::info(kLog, "started: config {}, run dir {}, {} threads, {} pods adopted",
-            options_.configDir, options_.runDir, options_.threads, pods_->size());
+  log::info(kLog, "started: config {}, run dir {}, {} threads, {} pods adopted", options_.configDir,
+            options_.runDir, options_.threads, pods_->size());
   return {};
 }
 

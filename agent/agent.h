@@ -8,14 +8,14 @@
 #include <thread>
 #include <vector>
 
-#include "agent/certificate_authority.h"
+#include "identity/certificate_authority.h"
 #include "agent/config_watcher.h"
 #include "agent/enroll_server.h"
 #include "agent/fence.h"
 #include "agent/netns.h"
 #include "agent/options.h"
 #include "agent/pod_manager.h"
-#include "agent/svid_manager.h"
+#include "identity/svid_manager.h"
 #include "common/error.h"
 #include "policy/snapshot.h"
 #include "proxy/access_log.h"
@@ -58,7 +58,7 @@ class Agent {
   uint16_t metricsPort() const { return metricsServer_ ? metricsServer_->port() : 0; }
   uint16_t healthPort() const { return healthServer_ ? healthServer_->port() : 0; }
   // Null without --ca-cert/--ca-key.
-  SvidManager* svids() { return svids_.get(); }
+  identity::SvidManager* svids() { return svids_.get(); }
   proxy::TunnelPool* tunnels() { return tunnels_.get(); }
 
  private:
@@ -85,8 +85,8 @@ class Agent {
   std::mutex reloadMu_;
   std::mutex fenceMu_;
   std::unique_ptr<HostFence> fence_;  // as installed
-  std::shared_ptr<const CertificateAuthority> ca_;
-  std::unique_ptr<SvidManager> svids_;
+  std::shared_ptr<const identity::CertificateAuthority> ca_;
+  std::unique_ptr<identity::SvidManager> svids_;
   std::unique_ptr<proxy::TunnelPool> tunnels_;
   std::unique_ptr<proxy::asio::steady_timer> rotateTimer_;
   std::atomic<bool> stopping_{false};

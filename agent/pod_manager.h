@@ -8,7 +8,7 @@
 
 #include "agent/netns.h"
 #include "agent/redirect.h"
-#include "agent/svid_manager.h"
+#include "identity/svid_manager.h"
 #include "common/error.h"
 #include "proto/enroll.pb.h"
 #include "proxy/outbound_listener.h"
@@ -40,7 +40,7 @@ class PodManager {
   void setRedirect(std::shared_ptr<const NftRedirect> redirect);
   // Where enrolled pods' service accounts are recorded so their SVIDs can be issued (nullptr:
   // no CA configured). Set before pods are enrolled or re-adopted.
-  void setSvids(SvidManager* svids) { svids_ = svids; }
+  void setSvids(identity::SvidManager* svids) { svids_ = svids; }
   // Re-reads every enrolled pod's service account (after a config reload changed Pod objects).
   void syncIdentities();
 
@@ -86,7 +86,7 @@ class PodManager {
   mutable std::mutex mu_;
   std::map<std::string, std::unique_ptr<Pod>> pods_;
   std::shared_ptr<const NftRedirect> redirect_;
-  SvidManager* svids_ = nullptr;
+  identity::SvidManager* svids_ = nullptr;
 };
 
 }  // namespace tollgate::agent

@@ -2,7 +2,7 @@
 
 namespace tollgate::agent {
 
-proxy::TunnelIdentity toTunnelIdentity(const Svid& svid) {
+proxy::TunnelIdentity toTunnelIdentity(const identity::Svid& svid) {
   proxy::TunnelIdentity id;
   id.spiffeId = svid.spiffeId;
   id.certPem = svid.certPem;
@@ -13,7 +13,7 @@ proxy::TunnelIdentity toTunnelIdentity(const Svid& svid) {
   return id;
 }
 
-proxy::SvidSource makeSvidSource(SvidManager& svids) {
+proxy::SvidSource makeSvidSource(identity::SvidManager& svids) {
   return [&svids](std::string_view ns, std::string_view sa) -> Result<proxy::TunnelIdentityPtr> {
     auto svid = svids.svidFor(ns, sa);
     if (!svid) return std::unexpected(svid.error());

@@ -122,7 +122,7 @@ awaitable<void> GatewayServer::serveConnection(asio::ip::tcp::socket sock) {
     tls->lowest_layer().close(ec);
     co_return;
   }
-  auto peer = spiffeIdOf(SSL_get0_peer_certificate(tls->native_handle()));
+  auto peer = identity::workloadIdOf(SSL_get0_peer_certificate(tls->native_handle()));
   if (!peer) {
     in_.metrics.tlsHandshakeFailures++;
     log::info(kLog, "{}: refused: {}", remote.address().to_string(), peer.error().str());
@@ -156,7 +156,7 @@ awaitable<void> GatewayServer::serveConnection(asio::ip::tcp::socket sock) {
   in_.metrics.tlsConnectionsActive--;
 }
 
-awaitable<void> GatewayServer::serveHttp1(std::shared_ptr<TlsStream> tls, SpiffeId peer) {
+awaitable<void> GatewayServer::serveHttp1(std::shared_ptr<TlsStream> tls, identity::SpiffeId peer) {
   std::string buf;
   error_code ec;
   size_t headLen = 0;

@@ -42,7 +42,7 @@ class GatewayServer {
  private:
   awaitable<void> acceptLoop();
   awaitable<void> serveConnection(asio::ip::tcp::socket sock);
-  awaitable<void> serveHttp1(std::shared_ptr<TlsStream> tls, SpiffeId peer);
+  awaitable<void> serveHttp1(std::shared_ptr<TlsStream> tls, identity::SpiffeId peer);
 
   GatewayInputs& in_;
   TunnelOpener opener_;

@@ -61,7 +61,7 @@ struct H2Connection::Stream {
 };
 
 H2Connection::H2Connection(TunnelOpener& opener, GatewayMetrics& metrics,
-                           std::shared_ptr<TlsStream> tls, SpiffeId peer)
+                           std::shared_ptr<TlsStream> tls, identity::SpiffeId peer)
     : opener_(opener),
       metrics_(metrics),
       tls_(std::move(tls)),

@@ -7,7 +7,7 @@
 #include <memory>
 #include <string>
 
-#include "gateway/spiffe.h"
+#include "identity/spiffe_id.h"
 #include "gateway/tls_contexts.h"
 #include "gateway/tunnel_opener.h"
 
@@ -29,7 +29,7 @@ class H2Connection : public std::enable_shared_from_this<H2Connection> {
   static constexpr uint32_t kMaxConcurrentStreams = 256;
 
   H2Connection(TunnelOpener& opener, GatewayMetrics& metrics, std::shared_ptr<TlsStream> tls,
-               SpiffeId peer);
+               identity::SpiffeId peer);
   ~H2Connection();
   H2Connection(const H2Connection&) = delete;
   H2Connection& operator=(const H2Connection&) = delete;
@@ -66,7 +66,7 @@ class H2Connection : public std::enable_shared_from_this<H2Connection> {
   TunnelOpener& opener_;
   GatewayMetrics& metrics_;
   std::shared_ptr<TlsStream> tls_;
-  SpiffeId peer_;
+  identity::SpiffeId peer_;
   nghttp2_session* session_ = nullptr;
   std::map<int32_t, std::shared_ptr<Stream>> streams_;
   asio::steady_timer writeSignal_;

@@ -5,7 +5,7 @@
 #include <string_view>
 
 #include "gateway/gateway_context.h"
-#include "gateway/spiffe.h"
+#include "identity/spiffe_id.h"
 #include "gateway/upstream.h"
 #include "proxy/access_log.h"
 
@@ -16,7 +16,7 @@ namespace tollgate::gateway {
 inline constexpr std::string_view kDeniedHeader = "x-tollgate-denied";
 
 struct TunnelRequest {
-  SpiffeId peer;
+  identity::SpiffeId peer;
   std::string authority;  // CONNECT target, untrusted
   std::string protocol;   // "h2" or "http/1.1", for logs and metrics
 };

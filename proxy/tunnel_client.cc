@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "common/log.h"
+#include "identity/spiffe_id.h"
 #include "proxy/metrics.h"
 #include "proxy/socket_util.h"
 
@@ -51,27 +52,6 @@ nghttp2_nv header(std::string_view name, std::string_view value) {
 void notify(asio::steady_timer& t) { t.cancel(); }
 
 }  // namespace
-
-std::string certificateSpiffeId(X509* cert) {
-  if (!cert) return {};
-  auto* names =
-      static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr));
-  if (!names) return {};
-  std::string out;
-  for (int i = 0; i < sk_GENERAL_NAME_num(names); ++i) {
-    const GENERAL_NAME* n = sk_GENERAL_NAME_value(names, i);
-    if (n->type != GEN_URI) continue;
-    const auto* data = ASN1_STRING_get0_data(n->d.uniformResourceIdentifier);
-    std::string uri(reinterpret_cast<const char*>(data),
-                    static_cast<size_t>(ASN1_STRING_length(n->d.uniformResourceIdentifier)));
-    if (uri.rfind("spiffe://", 0) == 0) {
-      out = uri;
-      break;
-    }
-  }
-  GENERAL_NAMES_free(names);
-  return out;
-}
 
 Result<std::shared_ptr<SSL_CTX>> makeTunnelClientContext(const TunnelIdentity& id) {
   ERR_clear_error();
@@ -311,12 +291,11 @@ awaitable<std::string> TunnelConnection::connectAndHandshake() {
     failReason_ = "tls_handshake_failed";
     co_return "gateway did not select ALPN h2";
   }
-  X509* peer = SSL_get_peer_certificate(tls_->native_handle());
-  std::string peerId = certificateSpiffeId(peer);
-  if (peer) X509_free(peer);
-  if (peerId.empty()) {
+  // The gateway must be a workload of the trust bundle's mesh, not just any certificate it signed.
+  auto peerId = identity::parseSpiffeIdFromCert(SSL_get0_peer_certificate(tls_->native_handle()));
+  if (!peerId) {
     failReason_ = "tls_handshake_failed";
-    co_return "gateway certificate carries no SPIFFE id";
+    co_return "gateway certificate: " + peerId.error().message;
   }
   co_return std::string();
 }

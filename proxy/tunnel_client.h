@@ -47,9 +47,6 @@ using SvidSource =
 // offering ALPN h2.
 Result<std::shared_ptr<SSL_CTX>> makeTunnelClientContext(const TunnelIdentity& id);
 
-// The spiffe:// URI SAN of a certificate ("" when it has none).
-std::string certificateSpiffeId(X509* cert);
-
 // Why a tunnel stream could not be opened. `reason` is a short metric label; `appReason` is what
 // the app sees in x-tollgate-denied; `status` the HTTP status the app gets for HTTP flows.
 struct TunnelError {

@@ -191,7 +191,7 @@ spec:
 };
 
 TEST_F(AgentIdentityTest, EnrolledPodGetsAnSvidAndItsFlowsUseTheTunnel) {
-  auto ca = CertificateAuthority::fromFiles((dir_ / "ca" / "ca-cert.pem").string(),
+  auto ca = identity::CertificateAuthority::fromFiles((dir_ / "ca" / "ca-cert.pem").string(),
                                             (dir_ / "ca" / "ca-key.pem").string(),
                                             (dir_ / "ca" / "cert-chain.pem").string());
   ASSERT_TRUE(ca) << ca.error().str();

@@ -19,7 +19,7 @@
 #include "gateway/gateway_metrics.h"
 #include "gateway/gateway_server.h"
 #include "gateway/reloader.h"
-#include "gateway/spiffe.h"
+#include "identity/spiffe_id.h"
 #include "proxy/access_log.h"
 #include "proxy/resolver.h"
 #include "tests/netns/gateway/test_servers.h"
@@ -535,7 +535,7 @@ TEST_F(GatewayTest, RotatedGatewayCertificateIsServedToNewConnections) {
   auto peerId = [&] {
     testing::TlsClient c(port_, clientCert_, clientKey_, caFile_, "\x02h2");
     EXPECT_TRUE(c.connected());
-    auto id = spiffeIdOf(SSL_get0_peer_certificate(c.ssl()));
+    auto id = identity::workloadIdOf(SSL_get0_peer_certificate(c.ssl()));
     return id ? id->str() : id.error().str();
   };
   EXPECT_EQ(peerId(), "spiffe://cluster.local/ns/tollgate-system/sa/gateway");

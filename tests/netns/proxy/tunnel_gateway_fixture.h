@@ -32,8 +32,9 @@
 #include <thread>
 #include <vector>
 
-#include "agent/certificate_authority.h"
-#include "agent/svid.h"
+#include "identity/certificate_authority.h"
+#include "identity/svid.h"
+#include "identity/spiffe_id.h"
 #include "proxy/tunnel_client.h"
 
 namespace tollgate::testing {
@@ -48,13 +49,13 @@ class TestGateway {
     std::string spiffeId = "spiffe://cluster.local/ns/tollgate-system/sa/gateway";
   };
 
-  TestGateway(const agent::CertificateAuthority& ca, Options o) : options_(std::move(o)) {
+  TestGateway(const identity::CertificateAuthority& ca, Options o) : options_(std::move(o)) {
     auto svid = ca.issueSvid(options_.spiffeId);
     if (!svid) return;
     ctx_ = SSL_CTX_new(TLS_server_method());
     SSL_CTX_set_min_proto_version(ctx_, TLS1_3_VERSION);
     SSL_CTX_set_mode(ctx_, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-    if (!agent::useSvid(ctx_, *svid) || !agent::useTrustBundle(ctx_, svid->trustBundlePem)) return;
+    if (!identity::useSvid(ctx_, *svid) || !identity::useTrustBundle(ctx_, svid->trustBundlePem)) return;
     SSL_CTX_set_verify(ctx_, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
     SSL_CTX_set_alpn_select_cb(
         ctx_,
@@ -292,8 +293,8 @@ class TestGateway {
     X509* peer = SSL_get_peer_certificate(ssl);
     {
       std::lock_guard lock(mu_);
-      peerIds_.push_back(proxy::certificateSpiffeId(peer));
-      auto pem = agent::toPem(peer);
+      peerIds_.push_back(identity::parseSpiffeIdFromCert(peer).value_or(""));
+      auto pem = identity::toPem(peer);
       peerCerts_.push_back(pem ? *pem : std::string());
     }
     X509_free(peer);

@@ -21,11 +21,11 @@
 #include <thread>
 #include <vector>
 
-#include "agent/certificate_authority.h"
-#include "agent/clock.h"
+#include "identity/certificate_authority.h"
+#include "identity/clock.h"
 #include "agent/netns.h"
 #include "agent/redirect.h"
-#include "agent/svid_manager.h"
+#include "identity/svid_manager.h"
 #include "agent/tunnel_identity.h"
 #include "policy/config_loader.h"
 #include "policy/snapshot.h"
@@ -47,7 +47,7 @@ using namespace std::chrono_literals;
 constexpr char kTrustDomain[] = "cluster.local";
 constexpr char kClientId[] = "spiffe://cluster.local/ns/default/sa/client";
 
-class FakeClock : public agent::Clock {
+class FakeClock : public identity::Clock {
  public:
   explicit FakeClock(std::chrono::system_clock::time_point t) : t_(t) {}
   std::chrono::system_clock::time_point now() const override {
@@ -100,12 +100,12 @@ class CaDir {
     static CaDir dir;
     return dir;
   }
-  std::shared_ptr<const agent::CertificateAuthority> load(const std::string& name) {
-    auto r = agent::CertificateAuthority::fromFiles((dir_ / name / "ca-cert.pem").string(),
+  std::shared_ptr<const identity::CertificateAuthority> load(const std::string& name) {
+    auto r = identity::CertificateAuthority::fromFiles((dir_ / name / "ca-cert.pem").string(),
                                                     (dir_ / name / "ca-key.pem").string(),
                                                     (dir_ / name / "cert-chain.pem").string());
     if (!r) return nullptr;
-    return std::make_shared<const agent::CertificateAuthority>(std::move(*r));
+    return std::make_shared<const identity::CertificateAuthority>(std::move(*r));
   }
   ~CaDir() {
     std::error_code ec;
@@ -134,7 +134,7 @@ class TunnelPoolTest : public ::testing::Test {
     // Starts 61 s in the past so a 2-minute SVID is past half-life "now" (rotation test) while
     // every certificate stays valid at the real time the TLS stacks check.
     clock_ = std::make_unique<FakeClock>(std::chrono::system_clock::now() - 61s);
-    svids_ = std::make_unique<agent::SvidManager>(ca_, kTrustDomain, *clock_, 120s);
+    svids_ = std::make_unique<identity::SvidManager>(ca_, kTrustDomain, *clock_, 120s);
     ASSERT_TRUE(svids_->addPod("default", "client", "client"));
     for (int i = 0; i < 2; ++i) threads_.emplace_back([this] { io_.run(); });
   }
@@ -200,9 +200,9 @@ class TunnelPoolTest : public ::testing::Test {
   asio::io_context io_;
   asio::executor_work_guard<asio::io_context::executor_type> work_{io_.get_executor()};
   std::vector<std::thread> threads_;
-  std::shared_ptr<const agent::CertificateAuthority> ca_;
+  std::shared_ptr<const identity::CertificateAuthority> ca_;
   std::unique_ptr<FakeClock> clock_;
-  std::unique_ptr<agent::SvidManager> svids_;
+  std::unique_ptr<identity::SvidManager> svids_;
   Metrics metrics_;
   std::unique_ptr<TunnelPool> pool_;
 };
@@ -550,13 +550,13 @@ TEST_F(TunnelPoolTest, DISABLED_InteropWithARunningGateway) {
   const char* caEnv = std::getenv("TOLLGATE_INTEROP_CA_DIR");
   const char* authEnv = std::getenv("TOLLGATE_INTEROP_AUTHORITY");
   if (!gwEnv || !caEnv || !authEnv) GTEST_SKIP() << "TOLLGATE_INTEROP_* not set";
-  auto ca = agent::CertificateAuthority::fromFiles(std::string(caEnv) + "/ca-cert.pem",
+  auto ca = identity::CertificateAuthority::fromFiles(std::string(caEnv) + "/ca-cert.pem",
                                                    std::string(caEnv) + "/ca-key.pem",
                                                    std::string(caEnv) + "/cert-chain.pem");
   ASSERT_TRUE(ca) << ca.error().str();
-  svids_ = std::make_unique<agent::SvidManager>(
-      std::make_shared<const agent::CertificateAuthority>(std::move(*ca)), kTrustDomain,
-      agent::systemClock());
+  svids_ = std::make_unique<identity::SvidManager>(
+      std::make_shared<const identity::CertificateAuthority>(std::move(*ca)), kTrustDomain,
+      identity::systemClock());
   ASSERT_TRUE(svids_->addPod("default", "client", "client"));
   pool();
   std::string gw = gwEnv;

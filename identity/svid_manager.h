@@ -14,12 +14,12 @@
 #include <string_view>
 #include <vector>
 
-#include "agent/certificate_authority.h"
-#include "agent/clock.h"
-#include "agent/svid.h"
+#include "identity/certificate_authority.h"
+#include "identity/clock.h"
+#include "identity/svid.h"
 #include "common/error.h"
 
-namespace tollgate::agent {
+namespace tollgate::identity {
 
 class SvidManager {
  public:
@@ -66,4 +66,4 @@ class SvidManager {
   std::map<std::string, Account, std::less<>> accounts_;        // "ns/sa"
 };
 
-}  // namespace tollgate::agent
+}  // namespace tollgate::identity

@@ -2,7 +2,7 @@
 
 #include <chrono>
 
-namespace tollgate::agent {
+namespace tollgate::identity {
 
 // The wall clock, as a seam: certificate lifetimes and rotation are tested with a fake one.
 class Clock {
@@ -23,4 +23,4 @@ inline const Clock& systemClock() {
   return clock;
 }
 
-}  // namespace tollgate::agent
+}  // namespace tollgate::identity

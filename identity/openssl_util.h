@@ -15,7 +15,7 @@
 #include <string>
 #include <string_view>
 
-namespace tollgate::agent {
+namespace tollgate::identity {
 
 template <auto Free>
 struct OpensslDeleter {
@@ -71,4 +71,4 @@ inline BioPtr memBio(std::string_view pem) {
   return BioPtr(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
 }
 
-}  // namespace tollgate::agent
+}  // namespace tollgate::identity

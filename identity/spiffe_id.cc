@@ -1,12 +1,12 @@
-#include "agent/spiffe_id.h"
+#include "identity/spiffe_id.h"
 
 #include <fmt/format.h>
 
 #include <vector>
 
-#include "agent/openssl_util.h"
+#include "identity/openssl_util.h"
 
-namespace tollgate::agent {
+namespace tollgate::identity {
 namespace {
 
 constexpr size_t kMaxTrustDomain = 255;
@@ -148,4 +148,15 @@ Result<std::string> parseSpiffeIdFromCert(X509* cert) {
   return id->str();
 }
 
-}  // namespace tollgate::agent
+Result<SpiffeId> workloadIdOf(X509* cert) {
+  auto uri = parseSpiffeIdFromCert(cert);
+  if (!uri) return std::unexpected(uri.error());
+  auto id = parseSpiffeId(*uri);
+  if (!id) return std::unexpected(id.error());
+  if (id->ns.empty() || id->serviceAccount.empty()) {
+    return fail(fmt::format("certificate SPIFFE ID {} is not /ns/<ns>/sa/<sa>", *uri));
+  }
+  return id;
+}
+
+}  // namespace tollgate::identity

@@ -8,10 +8,10 @@
 #include <string_view>
 #include <vector>
 
-#include "agent/openssl_util.h"
+#include "identity/openssl_util.h"
 #include "common/error.h"
 
-namespace tollgate::agent {
+namespace tollgate::identity {
 
 inline constexpr std::chrono::seconds kDefaultSvidLifetime = std::chrono::hours(24);
 // notBefore is backdated by this much so that peers whose clocks lag a little accept a fresh SVID.
@@ -67,4 +67,4 @@ Result<std::string> peerSpiffeId(const SSL* ssl);
 Result<std::string> toPem(X509* cert);
 Result<std::string> toPem(EVP_PKEY* key);
 
-}  // namespace tollgate::agent
+}  // namespace tollgate::identity

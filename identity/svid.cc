@@ -1,11 +1,11 @@
-#include "agent/svid.h"
+#include "identity/svid.h"
 
 #include <fmt/format.h>
 #include <openssl/pem.h>
 
-#include "agent/spiffe_id.h"
+#include "identity/spiffe_id.h"
 
-namespace tollgate::agent {
+namespace tollgate::identity {
 
 Result<std::vector<X509Ptr>> parseCertificates(std::string_view pem, std::string_view what) {
   ERR_clear_error();
@@ -126,4 +126,4 @@ Result<std::string> toPem(EVP_PKEY* key) {
   return bioToString(bio.get());
 }
 
-}  // namespace tollgate::agent
+}  // namespace tollgate::identity

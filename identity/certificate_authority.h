@@ -8,12 +8,12 @@
 #include <string>
 #include <string_view>
 
-#include "agent/clock.h"
-#include "agent/openssl_util.h"
-#include "agent/svid.h"
+#include "identity/clock.h"
+#include "identity/openssl_util.h"
+#include "identity/svid.h"
 #include "common/error.h"
 
-namespace tollgate::agent {
+namespace tollgate::identity {
 
 class CertificateAuthority {
  public:
@@ -61,4 +61,4 @@ class CertificateAuthority {
   std::chrono::system_clock::time_point notAfter_;
 };
 
-}  // namespace tollgate::agent
+}  // namespace tollgate::identity

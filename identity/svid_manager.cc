@@ -1,12 +1,12 @@
-#include "agent/svid_manager.h"
+#include "identity/svid_manager.h"
 
 #include <fmt/format.h>
 
 #include <utility>
 
-#include "agent/spiffe_id.h"
+#include "identity/spiffe_id.h"
 
-namespace tollgate::agent {
+namespace tollgate::identity {
 
 using std::chrono::system_clock;
 
@@ -117,4 +117,4 @@ size_t SvidManager::pods() const {
   return podAccount_.size();
 }
 
-}  // namespace tollgate::agent
+}  // namespace tollgate::identity

@@ -10,7 +10,7 @@
 
 #include "common/error.h"
 
-namespace tollgate::agent {
+namespace tollgate::identity {
 
 inline constexpr std::string_view kSpiffeScheme = "spiffe://";
 
@@ -24,6 +24,7 @@ struct SpiffeId {
   std::string str() const { return std::string(kSpiffeScheme) + trustDomain + path; }
   // Istio's principal form, used by AuthorizationPolicy: the id without "spiffe://".
   std::string principal() const { return trustDomain + path; }
+  friend bool operator==(const SpiffeId&, const SpiffeId&) = default;
 };
 
 // Trust domain per the spec: 1-255 characters of [a-z0-9._-].
@@ -44,4 +45,8 @@ Result<SpiffeId> parseSpiffeId(std::string_view uri);
 // is none, when there are several, or when it is malformed.
 Result<std::string> parseSpiffeIdFromCert(X509* cert);
 
-}  // namespace tollgate::agent
+// The Kubernetes workload identity of a verified peer certificate: its one SPIFFE ID, which must
+// have the path /ns/<ns>/sa/<sa>. What the gateway and the tunnel client authorize.
+Result<SpiffeId> workloadIdOf(X509* cert);
+
+}  // namespace tollgate::identity

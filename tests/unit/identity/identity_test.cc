@@ -13,14 +13,14 @@
 #include <thread>
 #include <vector>
 
-#include "agent/certificate_authority.h"
-#include "agent/clock.h"
-#include "agent/openssl_util.h"
-#include "agent/spiffe_id.h"
-#include "agent/svid.h"
-#include "agent/svid_manager.h"
+#include "identity/certificate_authority.h"
+#include "identity/clock.h"
+#include "identity/openssl_util.h"
+#include "identity/spiffe_id.h"
+#include "identity/svid.h"
+#include "identity/svid_manager.h"
 
-namespace tollgate::agent {
+namespace tollgate::identity {
 namespace {
 
 namespace fs = std::filesystem;
@@ -733,4 +733,4 @@ TEST_F(IdentityTest, MtlsHandshakeFailsWithAForeignCasSvid) {
 }
 
 }  // namespace
-}  // namespace tollgate::agent
+}  // namespace tollgate::identity

@@ -1,4 +1,4 @@
-#include "agent/certificate_authority.h"
+#include "identity/certificate_authority.h"
 
 #include <fmt/format.h>
 #include <openssl/pem.h>
@@ -12,9 +12,9 @@
 #include <sstream>
 #include <vector>
 
-#include "agent/spiffe_id.h"
+#include "identity/spiffe_id.h"
 
-namespace tollgate::agent {
+namespace tollgate::identity {
 namespace {
 
 using std::chrono::system_clock;
@@ -301,4 +301,4 @@ Result<Svid> CertificateAuthority::issueSvidAt(std::string_view spiffeId,
   return svid;
 }
 
-}  // namespace tollgate::agent
+}  // namespace tollgate::identity
