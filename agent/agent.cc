@@ -183,6 +183,11 @@ Status Agent::start() {
   pods_->readopt();
 
   metrics_.addCollector([this] { return pods_->collectMetrics(); });
+  if (options_.reconcileInterval.count() > 0) {
+    reconciler_ = std::make_unique<Reconciler>(*pods_, options_.reconcileInterval);
+    metrics_.addCollector([this] { return reconciler_->collectMetrics(); });
+    reconciler_->start();
+  }
   metrics_.addCollector([this]() -> std::string {
     std::lock_guard lock(fenceMu_);
     if (!fence_ || !nodeNetns_) return "";
@@ -236,6 +241,8 @@ void Agent::stop() {
   if (tunnels_) tunnels_->shutdown();
   if (enroll_) enroll_->stop();
   if (watcher_) watcher_->stop();
+  // Before the listeners close, or it would re-create them.
+  if (reconciler_) reconciler_->stop();
   // Listeners close; the rules stay in every pod netns, so the pods stay closed (fail closed).
   if (pods_) pods_->shutdown();
   if (metricsServer_) metricsServer_->close();

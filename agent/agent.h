@@ -15,6 +15,7 @@
 #include "agent/netns.h"
 #include "agent/options.h"
 #include "agent/pod_manager.h"
+#include "agent/reconciler.h"
 #include "identity/svid_manager.h"
 #include "common/error.h"
 #include "policy/snapshot.h"
@@ -60,6 +61,8 @@ class Agent {
   // Null without --ca-cert/--ca-key.
   identity::SvidManager* svids() { return svids_.get(); }
   proxy::TunnelPool* tunnels() { return tunnels_.get(); }
+  // Null when --reconcile-interval is 0.
+  Reconciler* reconciler() { return reconciler_.get(); }
 
  private:
   void apply(const policy::Snapshot& snapshot);
@@ -78,6 +81,7 @@ class Agent {
   proxy::ProxyInputs inputs_;
   std::unique_ptr<PodManager> pods_;
   std::unique_ptr<EnrollServer> enroll_;
+  std::unique_ptr<Reconciler> reconciler_;
   std::unique_ptr<ConfigWatcher> watcher_;
   std::unique_ptr<proxy::StatusServer> metricsServer_;
   std::unique_ptr<proxy::StatusServer> healthServer_;

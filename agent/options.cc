@@ -41,6 +41,30 @@ Result<std::chrono::seconds> parseDuration(std::string_view flag, std::string_vi
   return std::chrono::seconds(n * unit);
 }
 
+Result<std::chrono::milliseconds> parseInterval(std::string_view flag, std::string_view v) {
+  uint64_t unit = 1;
+  std::string_view num = v;
+  if (num.ends_with("ms")) {
+    num.remove_suffix(2);
+  } else if (num.ends_with("s")) {
+    unit = 1000;
+    num.remove_suffix(1);
+  } else if (num.ends_with("m")) {
+    unit = 60000;
+    num.remove_suffix(1);
+  }
+  uint64_t n = 0;
+  auto [p, ec] = std::from_chars(num.data(), num.data() + num.size(), n);
+  constexpr uint64_t kMaxMs = 3600ull * 1000;
+  bool valid = !num.empty() && ec == std::errc() && p == num.data() + num.size() &&
+               n <= kMaxMs / unit && (n == 0 || n * unit >= 100);
+  if (!valid) {
+    return fail(fmt::format("{}: '{}' is not 0 or an interval between 100ms and 1h (e.g. 5s)",
+                            flag, v));
+  }
+  return std::chrono::milliseconds(n * unit);
+}
+
 std::string usage() {
   return fmt::format(
       "usage: tollgate-agent {} DIR [{} DIR] [{} PORT] [{} PORT] [{} text|json]\n"
@@ -56,12 +80,15 @@ std::string usage() {
       "  {} PATH --ca-key PATH [--ca-chain PATH]  built-in CA issuing SVIDs for gateway\n"
       "                     tunnels (without it gateway routes fail closed)\n"
       "  {} DURATION  SVID lifetime (default 24h), rotated at half life\n"
-      "  {} N  TLS connections per identity and gateway (default 2; 0 = no pooling)\n",
+      "  {} N  TLS connections per identity and gateway (default 2; 0 = no pooling)\n"
+      "  {} INTERVAL  verify and repair every pod's rules and listeners (default 5s;\n"
+      "                     e.g. 200ms, 1m; 0 disables)\n",
       flags::kConfigDir, flags::kRunDir, flags::kMetricsPort, flags::kHealthPort,
       flags::kLogFormat, flags::kAccessLog, flags::kThreads, flags::kPodInterface,
       flags::kLogLevel, flags::kConfigDir, flags::kRunDir, flags::kMetricsPort,
       flags::kHealthPort, flags::kLogFormat, flags::kAccessLog, flags::kThreads,
-      flags::kPodInterface, flags::kCaCert, flags::kSvidLifetime, flags::kTunnelConnections);
+      flags::kPodInterface, flags::kCaCert, flags::kSvidLifetime, flags::kTunnelConnections,
+      flags::kReconcileInterval);
 }
 
 Result<AgentOptions> parseOptions(const std::vector<std::string>& args) {
@@ -127,6 +154,10 @@ Result<AgentOptions> parseOptions(const std::vector<std::string>& args) {
       auto n = parseUint(flag, *v, 0, 64);
       if (!n) return std::unexpected(n.error());
       o.tunnelConnections = static_cast<int>(*n);
+    } else if (flag == flags::kReconcileInterval) {
+      auto d = parseInterval(flag, *v);
+      if (!d) return std::unexpected(d.error());
+      o.reconcileInterval = *d;
     } else {
       return fail(fmt::format("unknown flag '{}'", flag));
     }

@@ -27,6 +27,7 @@ inline constexpr std::string_view kCaKey = "--ca-key";
 inline constexpr std::string_view kCaChain = "--ca-chain";
 inline constexpr std::string_view kSvidLifetime = "--svid-lifetime";
 inline constexpr std::string_view kTunnelConnections = "--tunnel-connections";
+inline constexpr std::string_view kReconcileInterval = "--reconcile-interval";
 inline constexpr std::string_view kHelp = "--help";
 }  // namespace flags
 
@@ -50,6 +51,8 @@ struct AgentOptions {
   std::chrono::seconds svidLifetime = std::chrono::hours(24);
   // TLS connections per (identity, gateway); 0 disables pooling (one connection per flow).
   int tunnelConnections = 2;
+  // How often every enrolled pod's rules and listeners are verified and repaired; 0 disables.
+  std::chrono::milliseconds reconcileInterval{5000};
   bool help = false;
 };
 
@@ -57,6 +60,8 @@ struct AgentOptions {
 Result<AgentOptions> parseOptions(const std::vector<std::string>& args);
 // "90s", "30m", "24h", "1d" or plain seconds; at least one minute.
 Result<std::chrono::seconds> parseDuration(std::string_view flag, std::string_view v);
+// "200ms", "5s", "1m" or plain milliseconds; 0 or 100ms..1h.
+Result<std::chrono::milliseconds> parseInterval(std::string_view flag, std::string_view v);
 std::string usage();
 
 }  // namespace tollgate::agent

@@ -15,6 +15,7 @@
 
 #include <fmt/format.h>
 
+#include "agent/exclusions.h"
 #include "common/log.h"
 #include "proxy/metrics.h"
 
@@ -117,6 +118,18 @@ void PodManager::setRedirect(std::shared_ptr<const NftRedirect> redirect) {
 }
 
 enroll::EnrollReply PodManager::handle(const enroll::EnrollRequest& req, int netnsFd) {
+  // Excluded namespaces: only the namespace decides (labels and annotations are the pod's own
+  // and must not let it opt out). A pod enrolled before its namespace was excluded stays so.
+  if (auto snap = inputs_.snapshots.load();
+      snap && req.op() != enroll::EnrollRequest::DEL &&
+      namespaceExcluded(snap->mesh(), req.pod().namespace_()) &&
+      !enrolled(req.pod().namespace_(), req.pod().name())) {
+    if (netnsFd >= 0) ::close(netnsFd);
+    if (req.op() == enroll::EnrollRequest::ADD) inputs_.metrics.enrollExcluded++;
+    log::info(kLog, "{} {}/{}: namespace is excluded: not enrolled",
+              enroll::EnrollRequest::Op_Name(req.op()), req.pod().namespace_(), req.pod().name());
+    return ok();
+  }
   enroll::EnrollReply reply;
   switch (req.op()) {
     case enroll::EnrollRequest::ADD:

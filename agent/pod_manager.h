@@ -58,6 +58,18 @@ class PodManager {
   // Per-pod nft counters and connection gauges, as Prometheus text.
   std::string collectMetrics() const;
 
+  // One drifted pod found by reconcileAll().
+  struct Repair {
+    std::string pod;      // "<ns>/<name>"
+    std::string summary;  // what differed
+    bool repaired = false;
+    std::string error;  // why the repair failed
+  };
+  // Verifies every enrolled pod's rules and listeners and repairs what drifted (reinstall,
+  // re-create), all under the enrollment lock. Returns only the pods that had drifted.
+  // Defined in agent/reconciler.cc.
+  std::vector<Repair> reconcileAll();
+
   // "<ns>_<name>" after validating both as DNS names (they become file names).
   static Result<std::string> stateKey(const enroll::PodRef& pod);
 

@@ -118,6 +118,9 @@ std::string Metrics::render() const {
           reloadsFailed.load());
   counter("tollgate_enroll_ok_total", "Enrollment requests that succeeded.", enrollOk.load());
   counter("tollgate_enroll_failed_total", "Enrollment requests that failed.", enrollFailed.load());
+  counter("tollgate_enroll_excluded_total",
+          "Pod ADDs in an excluded namespace, answered ok without enrolling.",
+          enrollExcluded.load());
   gauge("tollgate_enrolled_pods", "Pods currently enrolled.", enrolledPods.load());
   counter("tollgate_tunnel_streams_total", "CONNECT streams opened to gateways.",
           tunnelStreams.load());
