@@ -470,7 +470,9 @@ awaitable<bool> Session::connectTunnel() {
     co_await failTunnel(unavailable("no_tunnel_client", "no CA configured: tunnels disabled"));
     co_return false;
   }
-  uint16_t port = route.upstreamPort != 0 ? route.upstreamPort : originalDst_.port;
+  // The service port the app asked for, not the ServiceEntry targetPort: the gateway decides
+  // again on this port and applies targetPort itself (applying it twice would miss the entry).
+  uint16_t port = originalDst_.port;
   std::string authority;
   if (route.byName && !route.upstreamHost.empty()) {
     // The name, never the IP the app asked for: the gateway resolves it itself.

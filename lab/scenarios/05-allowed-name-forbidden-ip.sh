@@ -7,7 +7,7 @@ blocked=$(lab_addr blocked.test)
 httpbin=$(lab_addr httpbin.test)
 expected "client --resolve httpbin.test:80:$blocked -> 200 from httpbin; httpbin log +1 on $httpbin:80;" \
   "blocked.test untouched; access log: original dst $blocked:80, name httpbin.test allow registry," \
-  "route direct httpbin.test:80 (the name decided, not the IP)"
+  "route $(gw_route httpbin.test:80) (the name decided, not the IP)"
 
 mark blocked.test
 mark httpbin.test
@@ -25,6 +25,6 @@ observe "httpbin log +$lines"
 server_saw httpbin.test "server=$httpbin:80 .*host=\"httpbin.test\"" "$(marked httpbin.test)" ||
   fail "httpbin's log has no request received on $httpbin:80"
 expect_access_log "access log" pod=default/client dst="$blocked:80" name=httpbin.test protocol=http \
-  decision=allow reason=registry route="direct httpbin.test:80" "'$blocked' not in route" \
+  decision=allow reason=registry route="$(gw_route httpbin.test:80)" "'$blocked' not in route" \
   'bytes_down > 0'
 finish

@@ -11,6 +11,13 @@ LAB_LOGS=$LAB_STATE/logs
 LAB_CA=$LAB_STATE/pki/ca.crt
 LAB_CONFIG=$LAB_STATE/config
 BLOCKED6=fd00:198:18::13   # blocked.test's IPv6 address in tg-net
+# The egress gateway (tollgate-gateway in tg-gw): every allowed external flow is tunnelled to it.
+LAB_GW=198.19.0.6
+LAB_GW_PORT=15008
+LAB_MESH_CA=$LAB_STATE/ca   # scripts/gen-ca layout: root-cert.pem, ca-cert.pem, ca-key.pem, ...
+LAB_GW_ACCESS_LOG=$LAB_LOGS/gateway-access.log
+# gw_route <host:port>: the route the agent logs for a flow through the lab's default gateway.
+gw_route() { echo "gateway egress($LAB_GW:$LAB_GW_PORT) -> $1"; }
 
 if [[ $EUID -ne 0 ]]; then
   echo "needs root"
@@ -81,8 +88,8 @@ server_saw() {
   [[ -f $f ]] && tail -n "+$((since + 1))" "$f" | grep -qE -- "$2"
 }
 
-# witness <counter>: packets tg-net's witness counters saw (from_pods, to_blocked, to_blocked_udp,
-# any_icmp, any_ipv6); compare before/after to prove that nothing arrived, even what nginx never logs.
+# witness <counter>: packets tg-net's witness counters saw (from_pods, from_pods_nondns,
+# from_node_nondns (both: not to port 53), from_gateway, to_blocked, to_blocked_udp, any_icmp, any_ipv6); compare before/after to prove that nothing arrived, even what nginx never logs.
 witness() {
   ip netns exec tg-net nft list counter inet tglab_witness "$1" |
     sed -n 's/.*packets \([0-9]*\).*/\1/p' | head -1
@@ -220,7 +227,7 @@ access_log_new() {
 # python expression over the fields (e.g. 'bytes_down > 0', 'name != "blocked.test"'; the whole
 # record is r).
 _access_log_match() {
-  access_log_new | python3 -c '
+  "${_alog_src:-access_log_new}" | python3 -c '
 import json, re, sys
 conds = sys.argv[1:]
 alias = {"dst": "original_dst", "ns": "pod_namespace"}
@@ -270,7 +277,7 @@ r = json.loads(sys.argv[1])
 print(r["decision"], r["reason"], r["name"] or "(no name)")' "$ACCESS_LINE")"
   else
     observe "$label: NOT logged"
-    fail "$label: no access log line with $* since the mark; new lines: $(access_log_new | tail -c 1500)"
+    fail "$label: no access log line with $* since the mark; new lines: $("${_alog_src:-access_log_new}" | tail -c 1500)"
   fi
   return 0
 }
@@ -280,7 +287,7 @@ print(r["decision"], r["reason"], r["name"] or "(no name)")' "$ACCESS_LINE")"
 # cannot be read.
 metric() {
   local text
-  text=$(ip netns exec tg-node curl -sf --max-time 3 "$LAB_METRICS_URL") || {
+  text=$(ip netns exec "${_metric_ns:-tg-node}" curl -sf --max-time 3 "$LAB_METRICS_URL") || {
     echo error
     return 1
   }
@@ -349,4 +356,43 @@ expect_metric_increase() {
   observe "$(_metric_short "$@") +$d"
   if ! [[ $d =~ ^-?[0-9]+$ ]] || ((d < min)); then fail "metric $* grew by $d, want >= $min"; fi
   return 0
+}
+
+# ---------------------------------------------------------------------------------------------
+# The gateway's access log (JSON, same fields as the agent's; identity is the tunnel peer's SPIFFE
+# ID, name is host:port from the CONNECT authority) and its metrics (:15020/metrics in tg-gw).
+_gw_mark=0
+_gw_log_lines() {
+  [[ -f $LAB_GW_ACCESS_LOG ]] || {
+    echo 0
+    return
+  }
+  wc -l <"$LAB_GW_ACCESS_LOG" | tr -d ' '
+}
+# gw_log_mark: later gw_log_has calls look only at lines written after this point.
+gw_log_mark() { _gw_mark=$(_gw_log_lines); }
+gw_log_new() {
+  [[ -f $LAB_GW_ACCESS_LOG ]] && tail -n "+$((_gw_mark + 1))" "$LAB_GW_ACCESS_LOG"
+  return 0
+}
+# gw_log_has <cond...> / expect_gw_log <label> <cond...>: access_log_has / expect_access_log on
+# the gateway's access log.
+gw_log_has() { _alog_src=gw_log_new access_log_has "$@"; }
+expect_gw_log() { _alog_src=gw_log_new expect_access_log "$@"; }
+# gw_metric <name> [label=value...]: metric, from the gateway's /metrics.
+gw_metric() { _metric_ns=tg-gw metric "$@"; }
+# access_field <field>: a field of the line the last access_log_has / gw_log_has matched.
+access_field() { python3 -c 'import json, sys; print(json.loads(sys.argv[1]).get(sys.argv[2], ""))' \
+  "${ACCESS_LINE:-{\}}" "$1" 2>/dev/null; }
+
+# issue_svid <ca dir (scripts/gen-ca layout)> <out prefix> <spiffe id>: an ECDSA P-256 client SVID
+# (<out>.pem, <out>-key.pem) signed by that CA's issuing certificate, valid one day.
+issue_svid() {
+  local ca=$1 out=$2 id=$3
+  openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$out-key.pem" 2>/dev/null &&
+    openssl req -new -key "$out-key.pem" -subj "/O=tollgate lab test" -out "$out.csr" 2>/dev/null &&
+    printf 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\nsubjectAltName=critical,URI:%s\n' \
+      "$id" >"$out.ext" &&
+    openssl x509 -req -in "$out.csr" -CA "$ca/ca-cert.pem" -CAkey "$ca/ca-key.pem" \
+      -set_serial "0x$(openssl rand -hex 16)" -days 1 -sha256 -extfile "$out.ext" -out "$out.pem" 2>/dev/null
 }
