@@ -10,7 +10,7 @@ pki=$LAB_STATE/pki
 mtls=$(lab_addr mtls.test)
 expected "SE mtls.test 443/HTTP + DR MUTUAL (lab client cert): client GET plain http://mtls.test:443/" \
   "-> 200 'mtls.test client=CN=lab-client'; mtls log: https, SNI mtls.test, from $LAB_GW;" \
-  "files removed -> 403"
+  "same rule without the client cert -> 400 'No required SSL certificate'; files removed -> 403"
 
 mark mtls.test
 cleanup() { rm -f "$mine"; }
@@ -61,6 +61,23 @@ if server_saw mtls.test "^$LAB_GW:[0-9]+ .*server=$mtls:443 scheme=https host=\"
   observe "mtls log: https sni mtls.test from $LAB_GW"
 else
   fail "mtls log has no TLS GET / with SNI mtls.test from the gateway: $(tail -n 2 "$LAB_LOGS/mtls.test.access.log")"
+fi
+
+# Without the client certificate (the same rule as SIMPLE) mtls.test refuses the request and says
+# why: the gateway reaches it over verified TLS, nginx answers 400 "No required SSL certificate".
+sed -i -e 's/mode: MUTUAL/mode: SIMPLE/' -e '/clientCertificate:/d' -e '/privateKey:/d' "$mine"
+deadline=$((SECONDS + 10))
+while :; do
+  pod_curl client -- http://mtls.test:443/
+  [[ $CURL_CODE == 400 ]] && break
+  ((SECONDS < deadline)) || break
+  sleep 0.3
+done
+observe "without client cert: status=$CURL_CODE"
+if [[ $CURL_CODE == 400 ]] && grep -qi 'No required SSL certificate' <<<"$CURL_OUT"; then
+  observe "reason: No required SSL certificate was sent"
+else
+  fail "without the client certificate want 400 'No required SSL certificate', got $CURL_CODE"
 fi
 
 cleanup
