@@ -8,7 +8,8 @@ require_protected other
 policy=$LAB_CONFIG/90-authz-httpbin-default-only.yaml
 expected "AuthorizationPolicy ALLOW from namespaces [default] to httpbin.test: other (team-b) GET" \
   "http://httpbin.test/ -> 403 x-tollgate-denied: authz, httpbin log +0, gateway log deny authz;" \
-  "client -> 200; other https://edition.test/ (not covered) -> 200; policy removed -> other 200"
+  "client -> 200; other https://edition.test/ (not covered) -> 200; edition.test made default-only" \
+  "-> other's TLS reset, edition log +0, client 200; policy removed -> other 200"
 
 cleanup() { rm -f "$policy"; }
 trap cleanup EXIT
@@ -55,6 +56,26 @@ observe "client http status=$CURL_CODE"
 pod_curl other -- --cacert "$LAB_CA" https://edition.test/
 observe "other https edition status=$CURL_CODE"
 [[ $CURL_RC == 0 && $CURL_CODE == 200 ]] || fail "other edition.test: want 200, got rc=$CURL_RC status=$CURL_CODE"
+
+# The same policy over TLS: once edition.test is default-only too, other's TLS flow is reset
+# (the node cannot answer with a 403 inside the app's own TLS), client's still works.
+sed -i 's/\[httpbin.test\]/[httpbin.test, edition.test]/g' "$policy"
+deadline=$((SECONDS + 10))
+while :; do
+  pod_curl other -- --max-time 5 --cacert "$LAB_CA" https://edition.test/
+  [[ $CURL_RC != 0 ]] && break
+  ((SECONDS < deadline)) || break
+  sleep 0.3
+done
+mark edition.test
+pod_curl other -- --max-time 5 --cacert "$LAB_CA" https://edition.test/
+observe "other https edition (default-only): rc=$CURL_RC status=$CURL_CODE"
+[[ $CURL_RC == 35 || $CURL_RC == 56 ]] ||
+  fail "other https edition.test after the policy: want a reset (curl 35/56), got rc=$CURL_RC status=$CURL_CODE"
+untouched edition.test
+pod_curl client -- --cacert "$LAB_CA" https://edition.test/
+observe "client https edition status=$CURL_CODE"
+[[ $CURL_RC == 0 && $CURL_CODE == 200 ]] || fail "client edition.test: want 200, got rc=$CURL_RC status=$CURL_CODE"
 
 cleanup
 trap - EXIT
