@@ -2,8 +2,8 @@
 # The gateway's listener is mTLS only: an HTTP/1.1 CONNECT from tg-node through
 # curl --proxy https://<gateway>:15008 works with an SVID issued by the lab's mesh CA, and is
 # refused without a client certificate or with one from another CA (same SPIFFE ID).
-# --proxy-insecure: the gateway's SVID carries only its SPIFFE URI SAN, which curl cannot match
-# against the proxy's IP; what is tested here is the gateway's check of the client.
+# curl verifies the gateway too (--proxy-cacert: the lab mesh CA; the gateway's SVID carries an IP
+# SAN beside its SPIFFE ID).
 source "$(dirname "$0")/lib.sh"
 id=spiffe://cluster.local/ns/default/sa/lab-probe
 expected "CONNECT httpbin.test:80 via https://$LAB_GW:$LAB_GW_PORT: lab-CA SVID ($id) -> 200," \
@@ -16,7 +16,8 @@ issue_svid "$LAB_MESH_CA" "$tmp/good" "$id" || fail "could not issue an SVID fro
   fail "scripts/gen-ca failed"
 issue_svid "$tmp/other-ca" "$tmp/rogue" "$id" || fail "could not issue an SVID from the other CA"
 
-via=(ip netns exec tg-node "${CURL[@]}" -i --proxy "https://$LAB_GW:$LAB_GW_PORT" --proxy-insecure -p)
+via=(ip netns exec tg-node "${CURL[@]}" -i --proxy "https://$LAB_GW:$LAB_GW_PORT"
+  --proxy-cacert "$LAB_MESH_CA/root-cert.pem" -p)
 mark httpbin.test
 gw_log_mark
 expect_ok "lab-CA SVID" "${via[@]}" --proxy-cert "$tmp/good.pem" --proxy-key "$tmp/good-key.pem" \
