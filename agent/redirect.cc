@@ -27,12 +27,22 @@ std::string render(const RedirectParams& p, const std::vector<std::string>& v4,
        {kCounterDns, kCounterDropUdp, kCounterDropIcmp, kCounterDropTcp, kCounterDropOther}) {
     t += fmt::format("\tcounter {} {{\n\t}}\n\n", c);
   }
+  const bool dnsProxy = p.dnsProxyPort != 0;
+  if (dnsProxy) t += fmt::format("\tcounter {} {{\n\t}}\n\n", kCounterDropDot);
 
   // nat output, priority -100 (NF_IP_PRI_NAT_DST): runs before the filter chain, so the filter
   // sees redirected packets already rerouted to lo.
   t += "\tchain nat_output {\n";
   t += "\t\ttype nat hook output priority -100; policy accept;\n";
   t += "\t\t" + mark + "\n";
+  if (dnsProxy) {
+    // Every DNS query goes to the DNS proxy, whatever address it was sent to (a resolver the
+    // pod picked, a loopback stub): before the loopback accept on purpose. DoT is not
+    // redirected so that the filter chain drops and counts it.
+    t += fmt::format("\t\tmeta l4proto {{ tcp, udp }} th dport {} redirect to :{}\n", p.dnsPort,
+                     p.dnsProxyPort);
+    t += "\t\tmeta l4proto { tcp, udp } th dport 853 accept\n";
+  }
   if (p.loopback == LoopbackMode::AllLocal) {
     t += "\t\toif \"lo\" accept\n";
   } else {
@@ -40,8 +50,11 @@ std::string render(const RedirectParams& p, const std::vector<std::string>& v4,
     t += "\t\tip6 daddr ::1 accept\n";
   }
   // TCP DNS to a resolver goes out directly, like UDP DNS; the filter chain allows and counts it.
-  for (const auto& a : v4) t += fmt::format("\t\tip daddr {} tcp dport {} accept\n", a, p.dnsPort);
-  for (const auto& a : v6) t += fmt::format("\t\tip6 daddr {} tcp dport {} accept\n", a, p.dnsPort);
+  if (!dnsProxy) {
+    for (const auto& a : v4) t += fmt::format("\t\tip daddr {} tcp dport {} accept\n", a, p.dnsPort);
+    for (const auto& a : v6) t += fmt::format("\t\tip6 daddr {} tcp dport {} accept\n", a, p.dnsPort);
+  }
+  if (p.quicPort != 0) t += fmt::format("\t\tudp dport 443 redirect to :{}\n", p.quicPort);
   t += fmt::format("\t\tmeta l4proto tcp redirect to :{}\n", p.proxyPort);
   t += "\t}\n\n";
 
@@ -57,17 +70,31 @@ std::string render(const RedirectParams& p, const std::vector<std::string>& v4,
   t += fmt::format("\t\ttcp dport {} ct status dnat accept\n", p.proxyPort);
   // Replies of connections made TO the pod, and ICMP errors about them.
   t += "\t\tct state established,related accept\n";
-  for (const auto& a : v4) {
+  if (dnsProxy) {
+    // Like the TCP redirect above: the redirected query still has its original oif here.
+    t += fmt::format(
+        "\t\tmeta l4proto {{ tcp, udp }} th dport {} ct status dnat counter name \"{}\" accept\n",
+        p.dnsProxyPort, kCounterDns);
+    t += fmt::format("\t\tmeta l4proto {{ tcp, udp }} th dport 853 counter name \"{}\" drop\n",
+                     kCounterDropDot);
+  }
+  for (const auto& a : dnsProxy ? std::vector<std::string>{} : v4) {
     t += fmt::format(
         "\t\tip daddr {} meta l4proto {{ tcp, udp }} th dport {} counter name \"{}\" "
         "accept\n",
         a, p.dnsPort, kCounterDns);
   }
-  for (const auto& a : v6) {
+  for (const auto& a : dnsProxy ? std::vector<std::string>{} : v6) {
     t += fmt::format(
         "\t\tip6 daddr {} meta l4proto {{ tcp, udp }} th dport {} counter name \"{}\" "
         "accept\n",
         a, p.dnsPort, kCounterDns);
+  }
+  if (p.quicPort != 0) {
+    // Delivered to the telemetry socket, which never forwards: dropped as far as the network
+    // is concerned, and counted with the rest of UDP.
+    t += fmt::format("\t\tudp dport {} ct status dnat counter name \"{}\" accept\n", p.quicPort,
+                     kCounterDropUdp);
   }
   t += fmt::format("\t\t{}\n\t\t{}\n", kNdRule, kMldRule);
   t += fmt::format("\t\tmeta l4proto udp counter name \"{}\" drop\n", kCounterDropUdp);
@@ -100,6 +127,10 @@ Result<NftRedirect> NftRedirect::create(const RedirectParams& params) {
   if (params.mark == 0) return fail("redirect: mark must not be 0");
   if (params.proxyPort == 0) return fail("redirect: proxy port must not be 0");
   if (params.dnsPort == 0) return fail("redirect: DNS port must not be 0");
+  if (params.dnsProxyPort != 0 &&
+      (params.dnsProxyPort == params.proxyPort || params.dnsProxyPort == params.dnsPort)) {
+    return fail("redirect: DNS proxy port must differ from the proxy and DNS ports");
+  }
   auto v4 = canonicalList(params.resolversV4, 4, "redirect: resolversV4");
   if (!v4) return std::unexpected(v4.error());
   auto v6 = canonicalList(params.resolversV6, 6, "redirect: resolversV6");

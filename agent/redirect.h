@@ -48,6 +48,13 @@ struct RedirectParams {
   // DNS (udp and tcp to dnsPort) is allowed only to these addresses, without redirection.
   std::vector<std::string> resolversV4;
   std::vector<std::string> resolversV6;
+  // Non-zero: DNS (udp and tcp to dnsPort, ANY address) is redirected to the DNS proxy on this
+  // port instead, DNS over TLS (tcp/udp 853) is dropped and counted (drop_dot), and the
+  // resolver lists above are not used. Zero: the allow-to-resolvers rules.
+  uint16_t dnsProxyPort = 0;
+  // Non-zero: udp/443 (QUIC) is redirected to this port, where a read-only socket parses QUIC
+  // Initials for telemetry and never forwards; counted as drop_udp. Zero: dropped in the filter.
+  uint16_t quicPort = 0;
   // Packets of the proxy's own sockets carry this mark and skip every chain. Must not be 0: a
   // zero mark would match every unmarked packet and open the pod.
   uint32_t mark = 0x7467;
@@ -62,6 +69,7 @@ inline constexpr const char* kCounterDropUdp = "drop_udp";
 inline constexpr const char* kCounterDropIcmp = "drop_icmp";
 inline constexpr const char* kCounterDropTcp = "drop_tcp";
 inline constexpr const char* kCounterDropOther = "drop_other";
+inline constexpr const char* kCounterDropDot = "drop_dot";  // only with dnsProxyPort
 
 // The nftables redirect: one table `inet tollgate` per pod netns (exact text in docs/rules.md).
 class NftRedirect final : public RedirectInstaller {

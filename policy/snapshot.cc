@@ -134,6 +134,12 @@ std::optional<PodIdentity> Snapshot::identityOf(std::string_view ns, std::string
   return PodIdentity{pod->meta.ns, pod->meta.name, pod->meta.labels, pod->serviceAccountName};
 }
 
+bool Snapshot::nameVisible(const PodIdentity& source, std::string_view name) const {
+  // Port 0 is never listed, so a visible host match reports PortNotListed: the name is visible.
+  return impl_->registry->lookupName(source, name, 0, L4Protocol::Tcp, AppProtocol::Unknown)
+             .status != RegistryIndex::Status::NoMatch;
+}
+
 bool Snapshot::isInCluster(const IpAddress& ip) const {
   return impl_->clusterCidrs.lookupLongest(ip.unmapped()).has_value();
 }

@@ -36,6 +36,9 @@ class Snapshot {
   const Config& config() const { return config_; }
   const TollgateConfig& mesh() const { return mesh_; }
   bool isInCluster(const IpAddress& ip) const;
+  // Whether `name` (normalised) is the host of a ServiceEntry visible to `source`, exact or
+  // wildcard, on any port: the DNS proxy's strict mode answers NXDOMAIN for everything else.
+  bool nameVisible(const PodIdentity& source, std::string_view name) const;
   uint64_t generation() const { return generation_; }
 
  private:

@@ -31,7 +31,8 @@ std::string formatText(const AccessRecord& r) {
                      rfc3339Millis(r.start), r.podNs, r.podName, orDash(r.identity),
                      r.originalDst, jsonEscape(orDash(r.name)), orDash(r.protocol), r.decision,
                      orDash(r.reason), orDash(r.decidedBy), jsonEscape(orDash(r.route)),
-                     r.bytesUp, r.bytesDown, r.durationMs);
+                     r.bytesUp, r.bytesDown, r.durationMs) +
+         (r.nameAddrMismatch ? " name_addr_mismatch" : "");
 }
 
 std::string formatJson(const AccessRecord& r) {
@@ -39,10 +40,11 @@ std::string formatJson(const AccessRecord& r) {
       "{{\"time\":\"{}\",\"pod_namespace\":\"{}\",\"pod_name\":\"{}\","
       "\"identity\":\"{}\",\"original_dst\":\"{}\",\"name\":\"{}\",\"protocol\":\"{}\","
       "\"decision\":\"{}\",\"reason\":\"{}\",\"decided_by\":\"{}\",\"route\":\"{}\","
-      "\"bytes_up\":{},\"bytes_down\":{},\"duration_ms\":{}}}",
+      "\"bytes_up\":{},\"bytes_down\":{},\"duration_ms\":{}{}}}",
       rfc3339Millis(r.start), jsonEscape(r.podNs), jsonEscape(r.podName), jsonEscape(r.identity), jsonEscape(r.originalDst),
       jsonEscape(r.name), jsonEscape(r.protocol), jsonEscape(r.decision), jsonEscape(r.reason),
-      jsonEscape(r.decidedBy), jsonEscape(r.route), r.bytesUp, r.bytesDown, r.durationMs);
+      jsonEscape(r.decidedBy), jsonEscape(r.route), r.bytesUp, r.bytesDown, r.durationMs,
+      r.nameAddrMismatch ? ",\"name_addr_mismatch\":true" : "");
 }
 
 AccessLog::~AccessLog() {

@@ -26,6 +26,9 @@ struct AccessRecord {
   uint64_t bytesUp = 0;     // client -> upstream
   uint64_t bytesDown = 0;   // upstream -> client
   uint64_t durationMs = 0;
+  // The SNI/Host names X but the pod never resolved the destination as X through the DNS
+  // proxy (the decision is unchanged; a signal of a pinned or spoofed address).
+  bool nameAddrMismatch = false;
 };
 
 enum class LogFormat { Text, Json };

@@ -107,6 +107,9 @@ std::string Metrics::render() const {
           resolverFailures.load());
   counter("tollgate_upstream_connect_failures_total", "Upstream connects that failed.",
           upstreamConnectFailures.load());
+  counter("tollgate_name_addr_mismatch_total",
+          "Connections whose SNI/Host the pod never resolved to their destination.",
+          nameAddrMismatch.load());
   counter("tollgate_refused_loop_total", "Connections refused because they target the proxy.",
           refusedLoops.load());
   counter("tollgate_refused_unattributed_total",

@@ -36,6 +36,7 @@ class Metrics {
   std::atomic<uint64_t> limitRejections{0};
   std::atomic<uint64_t> resolverFailures{0};
   std::atomic<uint64_t> upstreamConnectFailures{0};
+  std::atomic<uint64_t> nameAddrMismatch{0};  // SNI/Host not what the pod resolved dst as
   std::atomic<uint64_t> refusedLoops{0};         // original destination is the proxy itself
   std::atomic<uint64_t> refusedUnattributed{0};  // no original destination / unknown pod
   std::atomic<uint64_t> reloadsOk{0};

@@ -8,6 +8,7 @@
 
 #include "common/error.h"
 #include "proxy/asio.h"
+#include "proxy/pod_dns_table.h"
 #include "proxy/proxy_context.h"
 
 namespace tollgate::proxy {
@@ -36,6 +37,10 @@ class OutboundListener : public std::enable_shared_from_this<OutboundListener> {
   const PodInfo& pod() const { return pod_; }
   const NetnsRunner& runner() const { return runner_; }
   ProxyInputs& inputs() { return inputs_; }
+  // What the pod resolved through its DNS proxy (nullptr: no DNS proxy, flows are named only by
+  // what they carry). Set before start().
+  void setDnsTable(std::shared_ptr<PodDnsTable> table) { dnsTable_ = std::move(table); }
+  const std::shared_ptr<PodDnsTable>& dnsTable() const { return dnsTable_; }
 
   // Session bookkeeping (called by Session).
   void sessionStarted(const std::shared_ptr<Session>& s);
@@ -49,6 +54,7 @@ class OutboundListener : public std::enable_shared_from_this<OutboundListener> {
   ProxyInputs& inputs_;
   PodInfo pod_;
   NetnsRunner runner_;
+  std::shared_ptr<PodDnsTable> dnsTable_;
   std::vector<std::unique_ptr<asio::ip::tcp::acceptor>> acceptors_;
   std::atomic<bool> listening_{false};
   std::atomic<int64_t> active_{0};

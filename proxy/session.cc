@@ -193,6 +193,31 @@ policy::Decision Session::decideName(const std::optional<std::string>& name) {
   return snapshot_->decide(q);
 }
 
+std::optional<std::string> Session::nameForDecision() {
+  const auto& table = listener_->dnsTable();
+  if (!table || snapshot_->isInCluster(originalDst_.ip)) return sniffedName_;
+  auto now = std::chrono::steady_clock::now();
+  if (!sniffedName_) {
+    // Opaque flow: the name the pod resolved this address as, if the pod may reach it at all.
+    for (auto& n : table->namesFor(originalDst_.ip, now)) {
+      if (snapshot_->nameVisible(identity_, n)) return n;
+    }
+    return std::nullopt;
+  }
+  std::string_view name = *sniffedName_;
+  // A Host header may carry a port; an IP literal was never resolved by anyone.
+  if (auto colon = name.rfind(':'); colon != std::string_view::npos &&
+                                    name.find(':') == colon && !name.starts_with('[')) {
+    name = name.substr(0, colon);
+  }
+  if (!policy::IpAddress::parse(name) && !name.starts_with('[') &&
+      !table->resolvedAs(originalDst_.ip, name, now)) {
+    record_.nameAddrMismatch = true;
+    listener_->inputs().metrics.nameAddrMismatch++;
+  }
+  return sniffedName_;
+}
+
 awaitable<void> Session::run() {
   auto& in = listener_->inputs();
   const PodInfo& pod = listener_->pod();
@@ -244,7 +269,7 @@ awaitable<void> Session::run() {
   if (!co_await sniff()) co_return;
   record_.protocol = std::string(protocolName(static_cast<int>(protocol_)));
 
-  decision_ = decideName(sniffedName_);
+  decision_ = decideName(nameForDecision());
   // (No conditional temporaries in coroutines: GCC 12 miscompiles some of them.)
   if (!decision_.name.empty()) {
     record_.name = decision_.name;

@@ -49,6 +49,9 @@ class Session : public std::enable_shared_from_this<Session> {
                                 std::string_view value);
 
   policy::Decision decideName(const std::optional<std::string>& name);
+  // The sniffed name, or for an opaque flow the visible name the pod resolved the destination as
+  // (its DNS table); flags a sniffed name the pod never resolved the destination as.
+  std::optional<std::string> nameForDecision();
   void refuse(std::string_view reason, std::string_view detail);  // RST, log, counter
   void closeBoth(bool reset);
   void armDeadline(std::chrono::milliseconds d);
