@@ -24,24 +24,6 @@ uint16_t randomId() {
   return id;
 }
 
-Result<int> makeUdpSocket(const Endpoint& bind) {
-  int fd = ::socket(bind.ip.isV4() ? AF_INET : AF_INET6, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                    0);
-  if (fd < 0) return failErrno("socket(udp)");
-  if (!bind.ip.isV4()) {
-    int one = 1;
-    ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-  }
-  sockaddr_storage ss{};
-  socklen_t len = toSockaddr(bind, &ss);
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0) {
-    auto e = failErrno(fmt::format("bind udp {}", bind.str()));
-    ::close(fd);
-    return e;
-  }
-  return fd;
-}
-
 bool underSuffix(std::string_view name, std::string_view suffix) {
   while (!suffix.empty() && suffix.back() == '.') suffix.remove_suffix(1);
   if (suffix.empty()) return false;

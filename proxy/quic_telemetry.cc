@@ -19,24 +19,6 @@ constexpr std::string_view kLog = "quic";
 constexpr std::chrono::milliseconds kLookupInterval{50};
 constexpr size_t kMaxTracked = 4096;
 
-Result<int> makeUdpSocket(const Endpoint& bind) {
-  int fd = ::socket(bind.ip.isV4() ? AF_INET : AF_INET6, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                    0);
-  if (fd < 0) return failErrno("socket(udp)");
-  if (!bind.ip.isV4()) {
-    int one = 1;
-    ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-  }
-  sockaddr_storage ss{};
-  socklen_t len = toSockaddr(bind, &ss);
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0) {
-    auto e = failErrno(fmt::format("bind udp {}", bind.str()));
-    ::close(fd);
-    return e;
-  }
-  return fd;
-}
-
 }  // namespace
 
 std::optional<Endpoint> QuicTelemetry::originalDstFromConntrack(std::string_view table,

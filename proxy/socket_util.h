@@ -35,6 +35,10 @@ Result<Endpoint> originalDestination(int fd, int family);
 // where it must live.
 Result<int> makeListener(const Endpoint& bind, int backlog = 1024);
 
+// A non-blocking UDP socket bound to ip:port (v6: IPV6_V6ONLY). Call inside the netns where it
+// must live (the DNS proxy's and the QUIC telemetry's sockets in a pod netns).
+Result<int> makeUdpSocket(const Endpoint& bind);
+
 // A non-blocking TCP socket carrying SO_MARK `mark` (0: none), so the pod's redirect rules skip
 // the proxy's own upstream connections. Call inside the pod's netns.
 Result<int> makeMarkedSocket(int family, uint32_t mark);
