@@ -57,7 +57,7 @@ for pod in client other; do
   grep -q "^nameserver $resolver" <(lab_exec "$pod" -- cat /etc/resolv.conf) ||
     fail "pod $pod does not use the lab resolver"
   cg=$(lab_exec "$pod" -- cat /proc/self/cgroup | sed -n 's/^0:://p')
-  [[ $cg == "/tollgate-lab/$pod" ]] || fail "pod $pod process in cgroup '$cg'"
+  [[ $cg == "/$LAB_CGROUP/$pod" ]] || fail "pod $pod process in cgroup '$cg'"
 done
 observe "pods ok: client=$(lab_addr client) other=$(lab_addr other)"
 finish

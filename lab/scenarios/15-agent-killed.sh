@@ -27,6 +27,6 @@ if lab add-pod late >/dev/null 2>&1; then
   observe "add-pod late: SUCCEEDED"
 else
   observe "add-pod late: refused"
-  ip netns list | grep -qw tg-pod-late && fail "netns tg-pod-late left behind after a failed ADD"
+  ip netns list | grep -qw "${LAB_POD_NS_PREFIX}late" && fail "netns tg-pod-late left behind after a failed ADD"
 fi
 finish

@@ -16,7 +16,7 @@ issue_svid "$LAB_MESH_CA" "$tmp/good" "$id" || fail "could not issue an SVID fro
   fail "scripts/gen-ca failed"
 issue_svid "$tmp/other-ca" "$tmp/rogue" "$id" || fail "could not issue an SVID from the other CA"
 
-via=(ip netns exec tg-node "${CURL[@]}" -i --proxy "https://$LAB_GW:$LAB_GW_PORT"
+via=(ip netns exec "$LAB_NS_NODE" "${CURL[@]}" -i --proxy "https://$LAB_GW:$LAB_GW_PORT"
   --proxy-cacert "$LAB_MESH_CA/root-cert.pem" -p)
 mark httpbin.test
 gw_log_mark

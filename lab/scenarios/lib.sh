@@ -6,7 +6,9 @@ set -uo pipefail
 
 SCENARIO_DIR=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)
 LAB=${TOLLGATE_LAB:-$(dirname "$SCENARIO_DIR")/tollgate-lab}
-LAB_STATE=/run/tollgate-lab
+# The instance's names (TOLLGATE_LAB_INSTANCE): LAB_STATE, LAB_NS_NODE, LAB_NS_NET, LAB_NS_GW,
+# LAB_POD_NS_PREFIX, LAB_AGENT_RUN_DIR, LAB_CGROUP.
+eval "$("$LAB" env)" || exit 2
 LAB_LOGS=$LAB_STATE/logs
 LAB_CA=$LAB_STATE/pki/ca.crt
 LAB_CONFIG=$LAB_STATE/config
@@ -91,7 +93,7 @@ server_saw() {
 # witness <counter>: packets tg-net's witness counters saw (from_pods, from_pods_nondns,
 # from_node_nondns (both: not to port 53), from_gateway, to_blocked, to_blocked_udp, any_icmp, any_ipv6); compare before/after to prove that nothing arrived, even what nginx never logs.
 witness() {
-  ip netns exec tg-net nft list counter inet tglab_witness "$1" |
+  ip netns exec "$LAB_NS_NET" nft list counter inet tglab_witness "$1" |
     sed -n 's/.*packets \([0-9]*\).*/\1/p' | head -1
 }
 
@@ -171,7 +173,7 @@ print(f"sent {sent}, failed {len(errors)}" + (f" ({errors[0]})" if errors else "
 require_protected() {
   local mode
   mode=$(cat "$LAB_STATE/mode" 2>/dev/null)
-  if [[ $mode == nftables ]] && ! ip netns exec "tg-pod-$1" nft list table inet tollgate >/dev/null 2>&1; then
+  if [[ $mode == nftables ]] && ! ip netns exec "$LAB_POD_NS_PREFIX$1" nft list table inet tollgate >/dev/null 2>&1; then
     fail "pod $1 is not enrolled (no table inet tollgate in its netns)"
     observe "pod $1 NOT enrolled"
   fi
@@ -287,7 +289,7 @@ print(r["decision"], r["reason"], r["name"] or "(no name)")' "$ACCESS_LINE")"
 # cannot be read.
 metric() {
   local text
-  text=$(ip netns exec "${_metric_ns:-tg-node}" curl -sf --max-time 3 "$LAB_METRICS_URL") || {
+  text=$(ip netns exec "${_metric_ns:-$LAB_NS_NODE}" curl -sf --max-time 3 "$LAB_METRICS_URL") || {
     echo error
     return 1
   }
@@ -380,7 +382,7 @@ gw_log_new() {
 gw_log_has() { _alog_src=gw_log_new access_log_has "$@"; }
 expect_gw_log() { _alog_src=gw_log_new expect_access_log "$@"; }
 # gw_metric <name> [label=value...]: metric, from the gateway's /metrics.
-gw_metric() { _metric_ns=tg-gw metric "$@"; }
+gw_metric() { _metric_ns=$LAB_NS_GW metric "$@"; }
 # access_field <field>: a field of the line the last access_log_has / gw_log_has matched.
 access_field() { python3 -c 'import json, sys; print(json.loads(sys.argv[1]).get(sys.argv[2], ""))' \
   "${ACCESS_LINE:-{\}}" "$1" 2>/dev/null; }
