@@ -19,7 +19,7 @@
 
 #include "agent/agent.h"
 #include "agent/netns.h"
-#include "common/framing.h"
+#include "tests/netns/agent/agent_fixture.h"
 #include "tests/netns/proxy/tunnel_gateway_fixture.h"
 
 namespace tollgate::agent {
@@ -28,21 +28,15 @@ namespace {
 namespace fs = std::filesystem;
 using tollgate::testing::TestGateway;
 
-int sh(const std::string& cmd) { return std::system((cmd + " >/dev/null 2>&1").c_str()); }
+using testing::sh;
 
-class AgentIdentityTest : public ::testing::Test {
+class AgentIdentityTest : public testing::AgentNetnsTest {
  protected:
+  AgentIdentityTest() : AgentNetnsTest("id") {}
+
   void SetUp() override {
-    if (::geteuid() != 0) GTEST_SKIP() << "needs root";
-    std::random_device rd;
-    r_ = static_cast<int>(rd() % 250) + 1;
-    node_ = fmt::format("tgid-{}-node", r_);
-    pod_ = fmt::format("tgid-{}-pod", r_);
-    sh("ip netns del " + node_);
-    sh("ip netns del " + pod_);
-    ASSERT_EQ(sh("ip netns add " + node_), 0);
-    ASSERT_EQ(sh("ip netns add " + pod_), 0);
-    ASSERT_EQ(sh("ip -n " + node_ + " link set lo up"), 0);
+    AgentNetnsTest::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
     std::string in = "ip -n " + pod_ + " ";
     // A route for the app's connect(); the redirect takes the flow before it would leave.
     ASSERT_EQ(sh(in + "link add d0 type veth peer name d1"), 0);
@@ -50,42 +44,19 @@ class AgentIdentityTest : public ::testing::Test {
     ASSERT_EQ(sh(in + "link set d1 up"), 0);
     ASSERT_EQ(sh(in + fmt::format("addr add 10.253.{}.1/24 dev d0", r_)), 0);
     ASSERT_EQ(sh(in + "route add 198.18.0.0/24 dev d0"), 0);
-    dir_ = fs::path(fmt::format("/tmp/tgid-{}-agent", r_));
-    fs::remove_all(dir_);
-    fs::create_directories(dir_ / "config");
     std::string cmd = std::string(TOLLGATE_SOURCE_DIR "/scripts/gen-ca ") + (dir_ / "ca").string() +
                       " >/dev/null 2>&1";
     ASSERT_EQ(std::system(cmd.c_str()), 0);
-    auto n = Netns::open("/var/run/netns/" + node_);
-    ASSERT_TRUE(n);
-    nodeNs_.emplace(std::move(*n));
   }
 
   void TearDown() override {
     agent_.reset();
     gateway_.reset();
-    if (node_.empty()) return;
-    std::error_code ec;
-    for (const auto& e : fs::directory_iterator(dir_ / "run" / "netns", ec)) {
-      sh("umount -l " + e.path().string());
-    }
-    fs::remove_all(dir_, ec);
-    sh("ip netns del " + pod_);
-    sh("ip netns del " + node_);
-  }
-
-  // Runs fn on a thread inside the node netns.
-  template <typename F>
-  void inNode(F fn) {
-    std::thread t([&] {
-      if (::setns(nodeNs_->fd(), CLONE_NEWNET) != 0) return;
-      fn();
-    });
-    t.join();
+    AgentNetnsTest::TearDown();
   }
 
   void writeConfig(uint16_t gatewayPort) {
-    std::ofstream(dir_ / "config" / "mesh.yaml", std::ios::trunc) << fmt::format(R"(
+    AgentNetnsTest::writeConfig(fmt::format(R"(
 apiVersion: tollgate.io/v1alpha1
 kind: TollgateConfig
 metadata:
@@ -107,51 +78,23 @@ spec:
   - {{number: 80, name: http, protocol: HTTP}}
   resolution: DNS
 )",
-                                                                                 gatewayPort);
+                                            gatewayPort));
   }
 
   Status startAgent(bool withCa, std::string caCert = {}) {
-    AgentOptions o;
-    o.configDir = (dir_ / "config").string();
-    o.runDir = (dir_ / "run").string();
-    o.podInterfaces = {"tgidpod*"};
-    o.metricsPort = 0;
-    o.healthPort = 0;
+    AgentOptions o = agentOptions();
     if (withCa) {
       o.caCert = caCert.empty() ? (dir_ / "ca" / "ca-cert.pem").string() : caCert;
       o.caKey = (dir_ / "ca" / "ca-key.pem").string();
       o.caChain = (dir_ / "ca" / "cert-chain.pem").string();
     }
-    agent_ = std::make_unique<Agent>(o);
-    Status st;
-    inNode([&] { st = agent_->start(); });
-    return st;
+    return AgentNetnsTest::startAgent(o);
   }
 
   enroll::EnrollReply send(enroll::EnrollRequest::Op op) {
-    enroll::EnrollRequest req;
-    req.set_op(op);
-    req.mutable_pod()->set_namespace_("default");
-    req.mutable_pod()->set_name("client");
+    enroll::EnrollRequest req = request(op);
     req.set_service_account("client");
-    req.set_netns_path("/var/run/netns/" + pod_);
-    int fd = ::open(("/var/run/netns/" + pod_).c_str(), O_RDONLY | O_CLOEXEC);
-    req.set_netns_fd_attached(true);
-    enroll::EnrollReply reply;
-    auto sock = connectUnix((dir_ / "run" / "cni.sock").string(), 10000);
-    if (!sock) {
-      ::close(fd);
-      reply.set_msg(sock.error().str());
-      return reply;
-    }
-    std::string payload;
-    req.SerializeToString(&payload);
-    auto st = sendFrame(*sock, payload, fd);
-    ::close(fd);
-    auto frame = recvFrame(*sock);
-    ::close(*sock);
-    if (!st || !frame || !reply.ParseFromString(frame->payload)) reply.set_msg("transport error");
-    return reply;
+    return AgentNetnsTest::send(std::move(req), true);
   }
 
   // An HTTP request from the pod to 198.18.0.10:80; returns what came back until EOF.
@@ -182,12 +125,7 @@ spec:
     return out;
   }
 
-  int r_ = 0;
-  std::string node_, pod_;
-  fs::path dir_;
-  std::optional<Netns> nodeNs_;
   std::unique_ptr<TestGateway> gateway_;
-  std::unique_ptr<Agent> agent_;
 };
 
 TEST_F(AgentIdentityTest, EnrolledPodGetsAnSvidAndItsFlowsUseTheTunnel) {

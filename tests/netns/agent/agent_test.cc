@@ -20,14 +20,14 @@
 #include <gtest/gtest.h>
 
 #include "agent/netns.h"
-#include "common/framing.h"
+#include "tests/netns/agent/agent_fixture.h"
 
 namespace tollgate::agent {
 namespace {
 
 namespace fs = std::filesystem;
 
-int sh(const std::string& cmd) { return std::system((cmd + " >/dev/null 2>&1").c_str()); }
+using testing::sh;
 
 constexpr char kConfig[] = R"(
 apiVersion: tollgate.io/v1alpha1
@@ -53,89 +53,26 @@ spec:
   resolution: DNS
 )";
 
-class AgentTest : public ::testing::Test {
+class AgentTest : public testing::AgentNetnsTest {
  protected:
+  AgentTest() : AgentNetnsTest("t") {}
+
   void SetUp() override {
-    if (::geteuid() != 0) GTEST_SKIP() << "needs root";
-    std::random_device rd;
-    r_ = static_cast<int>(rd() % 250) + 1;
-    node_ = fmt::format("tgt-{}-node", r_);
-    pod_ = fmt::format("tgt-{}-apod", r_);
-    sh("ip netns del " + node_);
-    sh("ip netns del " + pod_);
-    ASSERT_EQ(sh("ip netns add " + node_), 0);
-    ASSERT_EQ(sh("ip netns add " + pod_), 0);
-    ASSERT_EQ(sh("ip -n " + node_ + " link set lo up"), 0);
-    dir_ = fs::path(fmt::format("/tmp/tgt-{}-agent", r_));
-    fs::remove_all(dir_);
-    fs::create_directories(dir_ / "config");
-    writeConfig(kConfig);
-    auto n = Netns::open("/var/run/netns/" + node_);
-    ASSERT_TRUE(n);
-    nodeNs_.emplace(std::move(*n));
+    AgentNetnsTest::SetUp();
+    if (!IsSkipped() && !HasFatalFailure()) writeConfig(kConfig);
   }
 
-  void TearDown() override {
-    agent_.reset();
-    if (node_.empty()) return;
-    // Bind mounts of pod netns left by a test that did not DEL.
-    std::error_code ec;
-    for (const auto& e : fs::directory_iterator(dir_ / "run" / "netns", ec)) {
-      sh("umount -l " + e.path().string());
-    }
-    fs::remove_all(dir_, ec);
-    sh("ip netns del " + pod_);
-    sh("ip netns del " + node_);
-  }
-
-  void writeConfig(const std::string& text) {
-    std::ofstream(dir_ / "config" / "mesh.yaml", std::ios::trunc) << text;
-  }
-
-  // Starts an agent whose threads and sockets live in the node netns.
+  // Starts an agent with the default metrics and health ports (the endpoints are under test).
   void startAgent() {
-    AgentOptions o;
-    o.configDir = (dir_ / "config").string();
-    o.runDir = (dir_ / "run").string();
-    o.podInterfaces = {"tgtpod*"};
-    agent_ = std::make_unique<Agent>(o);
-    Status st;
-    std::thread t([&] {
-      if (::setns(nodeNs_->fd(), CLONE_NEWNET) != 0) {
-        st = failErrno("setns");
-        return;
-      }
-      st = agent_->start();
-    });
-    t.join();
+    AgentOptions o = agentOptions();
+    o.metricsPort = AgentOptions{}.metricsPort;
+    o.healthPort = AgentOptions{}.healthPort;
+    auto st = AgentNetnsTest::startAgent(o);
     ASSERT_TRUE(st) << st.error().str();
   }
 
   enroll::EnrollReply send(enroll::EnrollRequest::Op op, bool withFd = true) {
-    enroll::EnrollRequest req;
-    req.set_op(op);
-    req.mutable_pod()->set_namespace_("default");
-    req.mutable_pod()->set_name("client");
-    req.set_netns_path("/var/run/netns/" + pod_);
-    int fd = -1;
-    if (withFd) {
-      fd = ::open(("/var/run/netns/" + pod_).c_str(), O_RDONLY | O_CLOEXEC);
-      req.set_netns_fd_attached(true);
-    }
-    enroll::EnrollReply reply;
-    auto sock = connectUnix((dir_ / "run" / "cni.sock").string(), 10000);
-    if (!sock) {
-      reply.set_msg(sock.error().str());
-      return reply;
-    }
-    std::string payload;
-    req.SerializeToString(&payload);
-    auto st = sendFrame(*sock, payload, fd);
-    if (fd >= 0) ::close(fd);
-    auto frame = recvFrame(*sock);
-    ::close(*sock);
-    if (!st || !frame || !reply.ParseFromString(frame->payload)) reply.set_msg("transport error");
-    return reply;
+    return AgentNetnsTest::send(request(op), withFd);
   }
 
   // GET path on 127.0.0.1:port inside the node netns; returns the whole response.
@@ -193,15 +130,6 @@ class AgentTest : public ::testing::Test {
     return result;
   }
 
-  bool podTableExists() {
-    return sh("ip netns exec " + pod_ + " nft list table inet tollgate") == 0;
-  }
-
-  int r_ = 0;
-  std::string node_, pod_;
-  fs::path dir_;
-  std::optional<Netns> nodeNs_;
-  std::unique_ptr<Agent> agent_;
 };
 
 TEST_F(AgentTest, AddInstallsRulesListenersAndStateThenDelRemovesThem) {

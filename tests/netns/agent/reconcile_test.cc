@@ -20,7 +20,7 @@
 #include "agent/agent.h"
 #include "agent/netns.h"
 #include "agent/options.h"
-#include "common/framing.h"
+#include "tests/netns/agent/agent_fixture.h"
 
 namespace tollgate::agent {
 namespace {
@@ -28,7 +28,7 @@ namespace {
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
-int sh(const std::string& cmd) { return std::system((cmd + " >/dev/null 2>&1").c_str()); }
+using testing::sh;
 
 constexpr char kConfig[] = R"(
 apiVersion: tollgate.io/v1alpha1
@@ -65,93 +65,28 @@ bool await(const std::function<bool()>& pred, std::chrono::milliseconds timeout 
   return true;
 }
 
-class ReconcileTest : public ::testing::Test {
+class ReconcileTest : public testing::AgentNetnsTest {
  protected:
-  void SetUp() override {
-    if (::geteuid() != 0) GTEST_SKIP() << "needs root";
-    std::random_device rd;
-    r_ = static_cast<int>(rd() % 250) + 1;
-    node_ = fmt::format("tgr-{}-node", r_);
-    pod_ = fmt::format("tgr-{}-pod", r_);
-    for (const auto& n : {node_, pod_}) {
-      sh("ip netns del " + n);
-      ASSERT_EQ(sh("ip netns add " + n), 0);
-    }
-    ASSERT_EQ(sh("ip -n " + node_ + " link set lo up"), 0);
-    dir_ = fs::path(fmt::format("/tmp/tgr-{}-agent", r_));
-    fs::remove_all(dir_);
-    fs::create_directories(dir_ / "config");
-    std::ofstream(dir_ / "config" / "mesh.yaml") << kConfig;
-    auto n = Netns::open("/var/run/netns/" + node_);
-    ASSERT_TRUE(n);
-    nodeNs_.emplace(std::move(*n));
-  }
+  ReconcileTest() : AgentNetnsTest("r") {}
 
-  void TearDown() override {
-    agent_.reset();
-    if (node_.empty()) return;
-    std::error_code ec;
-    for (const auto& e : fs::directory_iterator(dir_ / "run" / "netns", ec)) {
-      sh("umount -l " + e.path().string());
-    }
-    fs::remove_all(dir_, ec);
-    sh("ip netns del " + pod_);
-    sh("ip netns del " + node_);
+  void SetUp() override {
+    AgentNetnsTest::SetUp();
+    if (!IsSkipped() && !HasFatalFailure()) writeConfig(kConfig);
   }
 
   void startAgent(std::chrono::milliseconds interval = 200ms) {
-    AgentOptions o;
-    o.configDir = (dir_ / "config").string();
-    o.runDir = (dir_ / "run").string();
-    o.podInterfaces = {"tgrpod*"};
-    o.metricsPort = 0;
-    o.healthPort = 0;
+    AgentOptions o = agentOptions();
     o.reconcileInterval = interval;
-    agent_ = std::make_unique<Agent>(o);
-    Status st;
-    std::thread t([&] {
-      if (::setns(nodeNs_->fd(), CLONE_NEWNET) != 0) {
-        st = failErrno("setns");
-        return;
-      }
-      st = agent_->start();
-    });
-    t.join();
+    auto st = AgentNetnsTest::startAgent(o);
     ASSERT_TRUE(st) << st.error().str();
     ASSERT_TRUE(agent_->ready());
   }
 
   enroll::EnrollReply send(enroll::EnrollRequest::Op op, const std::string& ns = "default",
                            bool optOutLabel = false) {
-    enroll::EnrollRequest req;
-    req.set_op(op);
-    req.mutable_pod()->set_namespace_(ns);
-    req.mutable_pod()->set_name("client");
-    req.set_netns_path("/var/run/netns/" + pod_);
+    enroll::EnrollRequest req = request(op, ns);
     if (optOutLabel) (*req.mutable_labels())["tollgate.io/exclude"] = "true";
-    int fd = -1;
-    if (op == enroll::EnrollRequest::ADD) {
-      fd = ::open(("/var/run/netns/" + pod_).c_str(), O_RDONLY | O_CLOEXEC);
-      req.set_netns_fd_attached(true);
-    }
-    enroll::EnrollReply reply;
-    auto sock = connectUnix((dir_ / "run" / "cni.sock").string(), 10000);
-    if (!sock) {
-      reply.set_msg(sock.error().str());
-      return reply;
-    }
-    std::string payload;
-    req.SerializeToString(&payload);
-    auto st = sendFrame(*sock, payload, fd);
-    if (fd >= 0) ::close(fd);
-    auto frame = recvFrame(*sock);
-    ::close(*sock);
-    if (!st || !frame || !reply.ParseFromString(frame->payload)) reply.set_msg("transport error");
-    return reply;
-  }
-
-  bool podTableExists() {
-    return sh("ip netns exec " + pod_ + " nft list table inet tollgate") == 0;
+    return AgentNetnsTest::send(std::move(req), op == enroll::EnrollRequest::ADD);
   }
 
   Reconciler::PodCounts counts() { return agent_->reconciler()->counts("default/client"); }
@@ -189,11 +124,6 @@ class ReconcileTest : public ::testing::Test {
         << text;
   }
 
-  int r_ = 0;
-  std::string node_, pod_;
-  fs::path dir_;
-  std::optional<Netns> nodeNs_;
-  std::unique_ptr<Agent> agent_;
 };
 
 TEST_F(ReconcileTest, DeletedTableIsReportedByCheckThenRepaired) {
