@@ -5,8 +5,12 @@
 // sent over the agent's real cni.sock (netns fd by SCM_RIGHTS, as tollgate-cni sends them).
 // Names carry a random number so a crashed run never blocks the next one.
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <sched.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -144,6 +148,42 @@ class AgentNetnsTest : public ::testing::Test {
     ::close(*sock);
     if (!st || !frame || !reply.ParseFromString(frame->payload)) reply.set_msg("transport error");
     return reply;
+  }
+
+  // A TCP socket created inside `ns` (5 s receive timeout), connected to ip:port. On failure
+  // the error says why (errno text; "refused" for ECONNREFUSED).
+  static Result<int> connectIn(const Netns& ns, const char* ip, uint16_t port) {
+    auto fd = ns.runFd([]() -> Result<int> {
+      int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      if (s < 0) return failErrno("socket");
+      return s;
+    });
+    if (!fd) return fd;
+    timeval tv{5, 0};
+    ::setsockopt(*fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    sockaddr_in sin{};
+    sin.sin_family = AF_INET;
+    sin.sin_port = htons(port);
+    ::inet_pton(AF_INET, ip, &sin.sin_addr);
+    if (::connect(*fd, reinterpret_cast<sockaddr*>(&sin), sizeof sin) != 0) {
+      int err = errno;
+      ::close(*fd);
+      return fail(err == ECONNREFUSED ? "refused" : std::strerror(err));
+    }
+    return *fd;
+  }
+
+  // Sends `request` (then FIN when `halfClose`) and returns everything read until EOF, a reset
+  // or the timeout; closes fd.
+  static std::string exchange(int fd, const std::string& request, bool halfClose) {
+    ::send(fd, request.data(), request.size(), MSG_NOSIGNAL);
+    if (halfClose) ::shutdown(fd, SHUT_WR);
+    std::string out;
+    char buf[4096];
+    ssize_t n;
+    while ((n = ::recv(fd, buf, sizeof buf, 0)) > 0) out.append(buf, static_cast<size_t>(n));
+    ::close(fd);
+    return out;
   }
 
   bool podTableExists() const {

@@ -99,30 +99,10 @@ spec:
 
   // An HTTP request from the pod to 198.18.0.10:80; returns what came back until EOF.
   std::string podRequest(const std::string& req) {
-    auto podNs = Netns::open("/var/run/netns/" + pod_);
+    auto podNs = Netns::open(netnsPath(pod_));
     if (!podNs) return "no netns";
-    auto fd = podNs->runFd([]() -> Result<int> {
-      int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-      if (s < 0) return failErrno("socket");
-      return s;
-    });
-    if (!fd) return "no socket";
-    timeval tv{5, 0};
-    ::setsockopt(*fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    sockaddr_in sin{};
-    sin.sin_family = AF_INET;
-    sin.sin_port = htons(80);
-    ::inet_pton(AF_INET, "198.18.0.10", &sin.sin_addr);
-    std::string out;
-    if (::connect(*fd, reinterpret_cast<sockaddr*>(&sin), sizeof sin) == 0) {
-      ::send(*fd, req.data(), req.size(), MSG_NOSIGNAL);
-      ::shutdown(*fd, SHUT_WR);
-      char buf[4096];
-      ssize_t n;
-      while ((n = ::recv(*fd, buf, sizeof buf, 0)) > 0) out.append(buf, static_cast<size_t>(n));
-    }
-    ::close(*fd);
-    return out;
+    auto fd = connectIn(*podNs, "198.18.0.10", 80);
+    return fd ? exchange(*fd, req, true) : fd.error().str();
   }
 
   std::unique_ptr<TestGateway> gateway_;

@@ -77,59 +77,23 @@ class AgentTest : public testing::AgentNetnsTest {
 
   // GET path on 127.0.0.1:port inside the node netns; returns the whole response.
   std::string httpGet(uint16_t port, const std::string& path) {
-    auto fd = nodeNs_->runFd([]() -> Result<int> {
-      int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-      if (s < 0) return failErrno("socket");
-      return s;
-    });
-    if (!fd) return "";
-    timeval tv{5, 0};
-    ::setsockopt(*fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    sockaddr_in sin{};
-    sin.sin_family = AF_INET;
-    sin.sin_port = htons(port);
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    std::string out;
-    if (::connect(*fd, reinterpret_cast<sockaddr*>(&sin), sizeof sin) == 0) {
-      std::string req = "GET " + path + " HTTP/1.1\r\nHost: x\r\n\r\n";
-      ::send(*fd, req.data(), req.size(), MSG_NOSIGNAL);
-      char buf[4096];
-      ssize_t n;
-      while ((n = ::recv(*fd, buf, sizeof buf, 0)) > 0) out.append(buf, static_cast<size_t>(n));
-    }
-    ::close(*fd);
-    return out;
+    auto fd = connectIn(*nodeNs_, "127.0.0.1", port);
+    return fd ? exchange(*fd, "GET " + path + " HTTP/1.1\r\nHost: x\r\n\r\n", false) : "";
   }
 
   // Connects to 127.0.0.1:15001 inside the pod netns. Returns "refused" (no listener), "reset"
   // (the proxy refused the flow: a direct connection is a loop) or what else happened.
   std::string probeListener() {
-    auto podNs = Netns::open("/var/run/netns/" + pod_);
+    auto podNs = Netns::open(netnsPath(pod_));
     if (!podNs) return "no netns";
-    auto fd = podNs->runFd([]() -> Result<int> {
-      int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-      if (s < 0) return failErrno("socket");
-      return s;
-    });
-    if (!fd) return "no socket";
-    timeval tv{5, 0};
-    ::setsockopt(*fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    sockaddr_in sin{};
-    sin.sin_family = AF_INET;
-    sin.sin_port = htons(15001);
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    std::string result;
-    if (::connect(*fd, reinterpret_cast<sockaddr*>(&sin), sizeof sin) != 0) {
-      result = errno == ECONNREFUSED ? "refused" : std::strerror(errno);
-    } else {
-      char c;
-      ssize_t n = ::recv(*fd, &c, 1, 0);
-      result = n < 0 && errno == ECONNRESET ? "reset" : "other";
-    }
+    auto fd = connectIn(*podNs, "127.0.0.1", 15001);
+    if (!fd) return fd.error().str();
+    char c;
+    ssize_t n = ::recv(*fd, &c, 1, 0);
+    std::string result = n < 0 && errno == ECONNRESET ? "reset" : "other";
     ::close(*fd);
     return result;
   }
-
 };
 
 TEST_F(AgentTest, AddInstallsRulesListenersAndStateThenDelRemovesThem) {
