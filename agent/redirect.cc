@@ -55,6 +55,11 @@ std::string render(const RedirectParams& p, const std::vector<std::string>& v4,
     for (const auto& a : v6) t += fmt::format("\t\tip6 daddr {} tcp dport {} accept\n", a, p.dnsPort);
   }
   if (p.quicPort != 0) t += fmt::format("\t\tudp dport 443 redirect to :{}\n", p.quicPort);
+  // TCP from a link-local source to a routable address (a pod whose root routed IPv6 without a
+  // global address) cannot be proxied: the listener on [::1] cannot answer a link-local peer, so
+  // a redirect would leave the connect() hanging unseen. Not redirected, it meets the filter
+  // chain's TCP drop and is counted there.
+  t += "\t\tip6 saddr fe80::/10 ip6 daddr != fe80::/10 meta l4proto tcp accept\n";
   t += fmt::format("\t\tmeta l4proto tcp redirect to :{}\n", p.proxyPort);
   t += "\t}\n\n";
 
@@ -100,7 +105,8 @@ std::string render(const RedirectParams& p, const std::vector<std::string>& v4,
   t += fmt::format("\t\tmeta l4proto udp counter name \"{}\" drop\n", kCounterDropUdp);
   t += fmt::format("\t\tmeta l4proto {{ icmp, ipv6-icmp }} counter name \"{}\" drop\n",
                    kCounterDropIcmp);
-  // TCP that escaped the redirect: untracked/invalid packets from raw sockets.
+  // TCP that escaped the redirect: untracked/invalid packets from raw sockets, and TCP from a
+  // link-local IPv6 source to a routable address (not redirected, see nat_output).
   t += fmt::format("\t\tmeta l4proto tcp counter name \"{}\" drop\n", kCounterDropTcp);
   t += fmt::format("\t\tcounter name \"{}\" drop\n", kCounterDropOther);
   t += "\t}\n";

@@ -65,7 +65,9 @@ class NftRedirectTest : public ::testing::Test {
     peer_.emplace(std::move(*peer));
 
     const std::string sfx = randomSuffix();
-    const std::string podIf = "tgt" + sfx + "p", peerIf = "tgt" + sfx + "q";
+    podIf_ = "tgt" + sfx + "p";
+    const std::string& podIf = podIf_;
+    const std::string peerIf = "tgt" + sfx + "q";
     ASSERT_TRUE(addVeth(*pod_, podIf, *peer_, peerIf).has_value());
     for (auto st :
          {pod_->ip({"addr", "add", std::string(kPodV4) + "/24", "dev", podIf}),
@@ -99,6 +101,7 @@ class NftRedirectTest : public ::testing::Test {
   }
 
   std::optional<ScratchNetns> pod_, peer_;
+  std::string podIf_;
   std::optional<NftRedirect> redirect_;
 };
 
@@ -313,6 +316,27 @@ TEST_F(NftRedirectTest, Ipv6TcpIsRedirectedAndNeighbourDiscoveryWorks) {
   ASSERT_TRUE(marked.has_value());
   ASSERT_EQ(waitConnected(marked->get(), 5000), 0) << "IPv6 on-link broken (neighbour discovery?)";
   EXPECT_TRUE(acceptWithin(server6->get(), 3000).has_value());
+}
+
+TEST_F(NftRedirectTest, Ipv6TcpFromLinkLocalSourceIsDroppedAndCounted) {
+  auto proxy6 = tcpListen(pod(), "::1", kProxyPort);
+  ASSERT_TRUE(proxy6.has_value()) << proxy6.error().message;
+  auto server6 = tcpListen(peer(), kPeerV6, 8080);
+  ASSERT_TRUE(server6.has_value()) << server6.error().message;
+  // The pod keeps only a link-local address and a route to the peer's prefix: connections to
+  // the peer's routable address now have a link-local source.
+  for (auto st : {pod_->ip({"addr", "add", "fe80::7467:10/64", "dev", podIf_, "nodad"}),
+                  pod_->ip({"addr", "del", std::string(kPodV6) + "/64", "dev", podIf_}),
+                  pod_->ip({"route", "add", "fd00:7467::/64", "dev", podIf_})}) {
+    ASSERT_TRUE(st.has_value()) << st.error().message;
+  }
+  install();
+  auto c = tcpConnectStart(pod(), kPeerV6, 8080);
+  ASSERT_TRUE(c.has_value()) << c.error().message;
+  EXPECT_NE(waitConnected(c->get(), 300), 0) << "a link-local-sourced connection got through";
+  EXPECT_GE(counter(kCounterDropTcp, 1), 1u);
+  EXPECT_FALSE(acceptWithin(proxy6->get(), 0).has_value());
+  EXPECT_FALSE(acceptWithin(server6->get(), 0).has_value()) << "the peer saw the connection";
 }
 
 TEST_F(NftRedirectTest, InstallIsIdempotentAndVerifies) {
