@@ -7,17 +7,19 @@
 
 #include <thread>
 
+#include "common/high_fd.h"
+
 namespace tollgate::agent {
 
 Result<Netns> Netns::open(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return failErrno("open netns " + path);
-  return Netns(fd, path);
+  return Netns(moveFdHigh(fd), path);  // held as long as the pod (common/high_fd.h)
 }
 
 Result<Netns> Netns::fromFd(int fd, std::string description) {
   if (fd < 0) return fail("netns fd is invalid: " + description);
-  return Netns(fd, std::move(description));
+  return Netns(moveFdHigh(fd), std::move(description));  // held as long as the pod
 }
 
 Result<Netns> Netns::current() {

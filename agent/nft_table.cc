@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <fmt/format.h>
 #include <nftables/libnftables.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <charconv>
@@ -11,6 +12,19 @@
 
 namespace tollgate::agent {
 namespace {
+
+// libnftables waits on its netlink socket with select(), and glibc's fortified FD_SET aborts the
+// process for an fd >= FD_SETSIZE (1024): "*** bit out of range 0 - FD_SETSIZE on fd_set ***".
+// An agent with ~100 pods (listeners, DNS sockets, netns handles) or ~1,000 proxied connections
+// has no free fd below 1024, so the socket libnftables opens lands above it and the agent dies
+// (seen in bench/scenarios/footprint.sh at 100 pods). Called first thing in every netns helper
+// lambda below (short-lived threads, never an io thread): the thread takes a private copy of the
+// fd table with everything but stdio closed, so libnftables' socket gets a low number. The
+// process's own fds are untouched; the copy dies with the thread. Without close_range (kernel <
+// 5.9) it changes nothing and the old limit applies.
+void isolateFdsForLibnftables() {
+  (void)::close_range(3, ~0U, CLOSE_RANGE_UNSHARE);
+}
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\r')) {
@@ -130,6 +144,7 @@ Status NftTable::install(const Netns& netns) const {
   const std::string commands =
       fmt::format("table {0}\ndelete table {0}\n{1}\n", qualifiedName(), text_);
   Status st = netns.run([&]() -> Status {
+    isolateFdsForLibnftables();
     auto out = runNft(commands);
     if (!out) return std::unexpected(out.error());
     return {};
@@ -145,6 +160,7 @@ Status NftTable::remove(const Netns& netns) const {
   // nft 1.0.6 has no "destroy table": adding first makes the delete succeed when it is missing.
   const std::string commands = fmt::format("table {0}\ndelete table {0}\n", qualifiedName());
   Status st = netns.run([&]() -> Status {
+    isolateFdsForLibnftables();
     auto out = runNft(commands);
     if (!out) return std::unexpected(out.error());
     return {};
@@ -160,6 +176,7 @@ Result<Drift> NftTable::verify(const Netns& netns) const {
   bool present = false;
   std::string listing;
   Status st = netns.run([&]() -> Status {
+    isolateFdsForLibnftables();
     auto tables = runNft("list tables " + family_);
     if (!tables) return std::unexpected(tables.error());
     for (const auto& line : splitLines(*tables)) {
@@ -200,6 +217,7 @@ Result<Drift> NftTable::verify(const Netns& netns) const {
 Result<Counters> NftTable::counters(const Netns& netns) const {
   std::string listing;
   Status st = netns.run([&]() -> Status {
+    isolateFdsForLibnftables();
     auto out = runNft("list counters table " + qualifiedName());
     if (!out) return std::unexpected(out.error());
     listing = std::move(*out);

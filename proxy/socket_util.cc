@@ -8,6 +8,8 @@
 
 #include <fmt/format.h>
 
+#include "common/high_fd.h"
+
 namespace tollgate::proxy {
 namespace {
 
@@ -98,7 +100,7 @@ Result<int> makeUdpSocket(const Endpoint& bind) {
     ::close(fd);
     return e;
   }
-  return fd;
+  return moveFdHigh(fd);  // long-lived (per-pod DNS/QUIC sockets): common/high_fd.h
 }
 
 Result<int> makeListener(const Endpoint& bind, int backlog) {
@@ -124,7 +126,7 @@ Result<int> makeListener(const Endpoint& bind, int backlog) {
     ::close(fd);
     return failErrno("listen " + bind.str(), err);
   }
-  return fd;
+  return moveFdHigh(fd);  // long-lived (per-pod listeners): common/high_fd.h
 }
 
 Result<int> makeMarkedSocket(int family, uint32_t mark) {
