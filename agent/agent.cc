@@ -5,9 +5,12 @@
 
 #include <filesystem>
 
+#include "agent/memory.h"
 #include "agent/tunnel_identity.h"
+#include "common/framing.h"
 #include "common/log.h"
 #include "policy/config_loader.h"
+#include "proxy/socket_util.h"
 
 namespace tollgate::agent {
 namespace {
@@ -25,7 +28,9 @@ Agent::Agent(AgentOptions options)
     : options_(std::move(options)),
       work_(io_.get_executor()),
       resolver_(io_),
-      inputs_{io_, proxy::ProxyOptions{}, snapshots_, metrics_, accessLog_, resolver_} {}
+      inputs_{io_, proxy::ProxyOptions{}, snapshots_, metrics_, accessLog_, resolver_} {
+  inputs_.sockets = &sockets_;
+}
 
 Agent::~Agent() { stop(); }
 
@@ -73,6 +78,11 @@ void Agent::apply(const policy::Snapshot& snapshot) {
     (ep->ip.isV4() ? rp.resolversV4 : rp.resolversV6).push_back(ep->ip.str());
     rp.dnsPort = ep->port;  // one DNS port for all resolvers: the last one given wins
   }
+  // With the per-pod DNS proxy, every udp/tcp 53 from a pod (to any address) goes to it and
+  // the proxy forwards from this (node) netns: pods reach no resolver themselves.
+  rp.dnsProxyPort = inputs_.options.dnsProxyPort;
+  rp.quicPort = inputs_.options.quicPort;
+  if (rp.dnsProxyPort != 0) rp.dnsPort = 53;  // what pods send to, whatever the upstream port
   if (auto r = NftRedirect::create(rp)) {
     pods_->setRedirect(std::make_shared<const NftRedirect>(std::move(*r)));
   } else {
@@ -91,7 +101,9 @@ void Agent::apply(const policy::Snapshot& snapshot) {
     }
     fp.gateways.push_back({g.address, g.port});
   }
-  fp.resolvers = resolverIps;
+  // The fence filters what arrives from pod interfaces, not the agent's own output: with the DNS
+  // proxy, the resolvers stay reachable for the agent and are closed to pods.
+  if (rp.dnsProxyPort == 0) fp.resolvers = resolverIps;
   fp.dnsPort = rp.dnsPort;
   auto fence = HostFence::create(fp);
   if (!fence) {
@@ -171,6 +183,12 @@ Status Agent::start() {
   std::error_code ec;
   std::filesystem::create_directories(options_.runDir, ec);
   if (ec) return fail(fmt::format("create {}: {}", options_.runDir, ec.message()));
+  // An agent already serving hands its listening sockets over before this one binds anything
+  // (listener handoff); it keeps serving if anything below fails.
+  auto takeover = HandoffClient::takeover(handoffPath(), sockets_, handoffCounters_);
+  if (!takeover) return std::unexpected(takeover.error());
+  takeover_ = std::move(*takeover);
+  metrics_.addCollector([this] { return handoffCounters_.prometheus(); });
   pods_ = std::make_unique<PodManager>(inputs_, options_.runDir);
   if (auto st = pods_->init(); !st) return st;
 
@@ -181,6 +199,9 @@ Status Agent::start() {
   started_ = true;
 
   pods_->readopt();
+  // Config load and re-adoption free most of what they allocate: give the pages back now, not
+  // only at the first reconcile pass (agent/memory.h).
+  releaseFreedMemory();
 
   metrics_.addCollector([this] { return pods_->collectMetrics(); });
   if (options_.reconcileInterval.count() > 0) {
@@ -206,7 +227,10 @@ Status Agent::start() {
   enroll_ = std::make_unique<EnrollServer>(
       (std::filesystem::path(options_.runDir) / "cni.sock").string(),
       [this](const enroll::EnrollRequest& req, int fd) { return pods_->handle(req, fd); });
-  if (auto st = enroll_->start(); !st) return st;
+  auto cniFd = nodeSocket(proxy::SocketTransport::Unix, enroll_->path(),
+                          [this] { return listenUnix(enroll_->path(), 0600); });
+  if (!cniFd) return std::unexpected(cniFd.error().wrap("enrollment socket"));
+  if (auto st = enroll_->start(*cniFd); !st) return st;
 
   watcher_ = std::make_unique<ConfigWatcher>(options_.configDir, [this] { reload(); });
   if (auto st = watcher_->start(); !st) return st;
@@ -216,7 +240,12 @@ Status Agent::start() {
     metricsServer_->route("/metrics", [this] {
       return proxy::StatusServer::Response{200, "text/plain; version=0.0.4", metrics_.render()};
     });
-    if (auto st = metricsServer_->listen("0.0.0.0", options_.metricsPort); !st) return st;
+    uint16_t port = options_.metricsPort;
+    auto fd = nodeSocket(proxy::SocketTransport::Tcp, fmt::format("0.0.0.0:{}", port), [port] {
+      return proxy::makeListener(proxy::Endpoint{policy::IpAddress::v4(0), port});
+    });
+    if (!fd) return std::unexpected(fd.error().wrap("metrics listener"));
+    if (auto st = metricsServer_->listenFd(*fd); !st) return st;
   }
   if (options_.healthPort != 0) {
     healthServer_ = std::make_unique<proxy::StatusServer>(io_);
@@ -226,8 +255,14 @@ Status Agent::start() {
           snapshots_.load() == nullptr ? "no valid config loaded\n" : "enrollment socket is down\n";
       return proxy::StatusServer::Response{503, "text/plain", why};
     });
-    if (auto st = healthServer_->listen("0.0.0.0", options_.healthPort); !st) return st;
+    uint16_t port = options_.healthPort;
+    auto fd = nodeSocket(proxy::SocketTransport::Tcp, fmt::format("0.0.0.0:{}", port), [port] {
+      return proxy::makeListener(proxy::Endpoint{policy::IpAddress::v4(0), port});
+    });
+    if (!fd) return std::unexpected(fd.error().wrap("health listener"));
+    if (auto st = healthServer_->listenFd(*fd); !st) return st;
   }
+  if (auto st = startHandoff(); !st) return st;
   log::info(kLog, "started: config {}, run dir {}, {} threads, {} pods adopted", options_.configDir,
             options_.runDir, options_.threads, pods_->size());
   return {};
@@ -235,6 +270,9 @@ Status Agent::start() {
 
 void Agent::stop() {
   stopping_ = true;
+  // First: a drain in progress ends, and no takeover starts while this agent goes down.
+  if (handoffServer_) handoffServer_->stop();
+  takeover_.reset();
   if (rotateTimer_) {
     proxy::asio::post(io_, [t = rotateTimer_.get()] { t->cancel(); });
   }
@@ -269,11 +307,120 @@ int Agent::run() {
     stop();
     return 1;
   }
-  int sig = 0;
-  sigwait(&set, &sig);
-  log::info(kLog, "signal {}: stopping (rules stay in place)", sig);
+  // A handoff ends this agent like a signal does, once it has drained.
+  const timespec tick{0, 200 * 1000 * 1000};
+  int sig = -1;
+  while (!retired() && (sig = sigtimedwait(&set, nullptr, &tick)) < 0) {
+  }
+  if (sig > 0) {
+    log::info(kLog, "signal {}: stopping (rules stay in place)", sig);
+  } else {
+    log::info(kLog, "handed over to a new agent and drained: exiting");
+  }
   stop();
   return 0;
+}
+
+std::string Agent::handoffPath() const {
+  return (std::filesystem::path(options_.runDir) / "handoff.sock").string();
+}
+
+Result<int> Agent::nodeSocket(proxy::SocketTransport transport, const std::string& local,
+                              const std::function<Result<int>()>& make) {
+  return sockets_.obtain(proxy::SocketKey{"node", transport, local}, make);
+}
+
+Status Agent::startHandoff() {
+  if (takeover_) {
+    if (auto st = takeover_->commit(); !st) return st;
+    size_t taken = takeover_->socketCount();
+    takeover_.reset();
+    auto unclaimed = sockets_.dropUnclaimed();
+    for (const auto& k : unclaimed) {
+      log::info(kLog, "handoff: inherited socket {} not used here (pod gone or port changed)",
+                k.str());
+    }
+    log::info(kLog, "handoff: took over {} listening sockets ({} not used); the previous agent "
+              "drains and exits", taken - unclaimed.size(), unclaimed.size());
+  }
+  HandoffServer::Hooks hooks;
+  hooks.pause = [this] { pauseForHandoff(); };
+  hooks.resume = [this] { resumeAfterHandoff(); };
+  hooks.stopAccepting = [this] { stopAccepting(); };
+  hooks.retire = [this] { retire(); };
+  handoffServer_ = std::make_unique<HandoffServer>(handoffPath(), sockets_, handoffCounters_,
+                                                   std::move(hooks));
+  if (auto st = handoffServer_->start(); !st) {
+    // Not fatal: this agent serves; the next upgrade cannot hand over and will fail to start
+    // while this one holds the ports (it keeps serving).
+    log::error(kLog, "{}: listener handoff to a future agent is not possible", st.error().str());
+    handoffServer_.reset();
+  }
+  return {};
+}
+
+void Agent::pauseForHandoff() {
+  // The pods must not change while their sockets are handed over: enrollment requests wait in
+  // cni.sock's backlog (the new agent serves them), the reconciler does not re-create sockets.
+  if (enroll_) enroll_->pause();
+  if (reconciler_) reconciler_->stop();
+}
+
+void Agent::resumeAfterHandoff() {
+  if (stopping_) return;
+  if (enroll_) enroll_->resume();
+  if (reconciler_) reconciler_->start();
+}
+
+void Agent::stopAccepting() {
+  log::info(kLog, "handoff: the new agent accepts; closing this agent's copies of the listeners");
+  if (watcher_) watcher_->stop();
+  if (enroll_) enroll_->stop();
+  // Sessions stay; the listening sockets live on in the new agent.
+  if (pods_) pods_->shutdown(false);
+  if (metricsServer_) metricsServer_->close();
+  if (healthServer_) healthServer_->close();
+  // The listeners close on their strands: wait until none is open here any more, so that once
+  // the new agent's start() returns, it is the only one accepting.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  size_t open = 0;
+  while ((open = sockets_.pruneClosed()) > 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  if (open > 0) log::warn(kLog, "handoff: {} sockets still open here after 2 s", open);
+}
+
+void Agent::retire() {
+  log::info(kLog, "handoff: draining open connections for up to {} ms",
+            options_.drainTime.count());
+  auto t0 = std::chrono::steady_clock::now();
+  int64_t open = pods_ ? pods_->activeConnections() : 0;
+  while (!stopping_ && pods_ && pods_->activeConnections() > 0 &&
+         std::chrono::steady_clock::now() - t0 < options_.drainTime) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  int64_t left = pods_ ? pods_->activeConnections() : 0;
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                std::chrono::steady_clock::now() - t0).count();
+  handoffCounters_.drained += static_cast<uint64_t>(std::max<int64_t>(0, open - left));
+  handoffCounters_.cut += static_cast<uint64_t>(std::max<int64_t>(0, left));
+  log::info(kLog, "handoff: drained {} connections in {} ms; {} still open are closed",
+            std::max<int64_t>(0, open - left), ms, std::max<int64_t>(0, left));
+  {
+    std::lock_guard lock(retireMu_);
+    retired_ = true;
+  }
+  retireCv_.notify_all();
+}
+
+bool Agent::retired() const {
+  std::lock_guard lock(retireMu_);
+  return retired_;
+}
+
+bool Agent::waitRetired(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(retireMu_);
+  return retireCv_.wait_for(lock, timeout, [this] { return retired_; });
 }
 
 }  // namespace tollgate::agent

@@ -1,6 +1,8 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -12,6 +14,7 @@
 #include "agent/config_watcher.h"
 #include "agent/enroll_server.h"
 #include "agent/fence.h"
+#include "agent/handoff.h"
 #include "agent/netns.h"
 #include "agent/options.h"
 #include "agent/pod_manager.h"
@@ -24,6 +27,7 @@
 #include "proxy/metrics.h"
 #include "proxy/proxy_context.h"
 #include "proxy/resolver.h"
+#include "proxy/socket_registry.h"
 #include "proxy/status_server.h"
 #include "proxy/tunnel_pool.h"
 
@@ -64,11 +68,30 @@ class Agent {
   // Null when --reconcile-interval is 0.
   Reconciler* reconciler() { return reconciler_.get(); }
 
+  // Listener handoff (agent/handoff.h). start() takes the sockets over from an agent answering
+  // on <run-dir>/handoff.sock; once running, this agent answers there itself. retired(): this
+  // agent handed everything to a newer one and finished draining (run() then returns).
+  std::string handoffPath() const;
+  bool retired() const;
+  bool waitRetired(std::chrono::milliseconds timeout);
+  const HandoffCounters& handoffCounters() const { return handoffCounters_; }
+  proxy::SocketRegistry& sockets() { return sockets_; }
+
  private:
   void apply(const policy::Snapshot& snapshot);
   // Loads the CA (when configured) and sets up SVID issuance and the tunnel pool.
   Status startIdentity();
   proxy::awaitable<void> rotateLoop();
+  // The listening socket of the agent's own `key` ("node" sockets), through the registry.
+  Result<int> nodeSocket(proxy::SocketTransport transport, const std::string& local,
+                         const std::function<Result<int>()>& make);
+  // Commits a takeover (if this agent started by one) and starts serving handoff.sock.
+  Status startHandoff();
+  // The serving side's hooks (agent/handoff.h).
+  void pauseForHandoff();
+  void resumeAfterHandoff();
+  void stopAccepting();
+  void retire();
 
   AgentOptions options_;
   proxy::asio::io_context io_;
@@ -76,6 +99,8 @@ class Agent {
   std::vector<std::thread> threads_;
   proxy::SnapshotHolder snapshots_;
   proxy::Metrics metrics_;
+  proxy::SocketRegistry sockets_;
+  HandoffCounters handoffCounters_;
   proxy::AccessLog accessLog_;
   proxy::Resolver resolver_;
   proxy::ProxyInputs inputs_;
@@ -95,6 +120,11 @@ class Agent {
   std::unique_ptr<proxy::asio::steady_timer> rotateTimer_;
   std::atomic<bool> stopping_{false};
   bool started_ = false;
+  std::unique_ptr<HandoffClient> takeover_;  // until committed
+  std::unique_ptr<HandoffServer> handoffServer_;
+  mutable std::mutex retireMu_;
+  std::condition_variable retireCv_;
+  bool retired_ = false;
 };
 
 }  // namespace tollgate::agent

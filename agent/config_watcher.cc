@@ -9,6 +9,7 @@
 #include <chrono>
 #include <filesystem>
 
+#include "agent/memory.h"
 #include "common/log.h"
 
 namespace tollgate::agent {
@@ -96,6 +97,7 @@ void ConfigWatcher::loop() {
     if (now != last_) {
       last_ = std::move(now);
       onChange_();
+      releaseFreedMemory();  // the parse and the old snapshot's pages (agent/memory.h)
     }
   }
 }

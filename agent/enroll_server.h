@@ -20,8 +20,16 @@ class EnrollServer {
   EnrollServer(std::string socketPath, Handler handler);
   ~EnrollServer();
 
-  Status start();
+  // Listens on socketPath, or on `listenFd` (an already listening unix socket, owned from here
+  // on: obtained through the SocketRegistry, possibly inherited from the previous agent).
+  Status start(int listenFd = -1);
+  // Stops serving and closes the socket. Never shutdown(): after a handoff the same listening
+  // socket is the next agent's.
   void stop();
+  // Stops accepting after the request in progress (handoff: enrollment must not change the pods
+  // while their sockets are being handed over); new requests wait in the socket's backlog.
+  void pause();
+  void resume();
   bool up() const { return up_.load(); }
   const std::string& path() const { return path_; }
 
@@ -32,6 +40,7 @@ class EnrollServer {
   std::string path_;
   Handler handler_;
   int listenFd_ = -1;
+  int wakeFd_ = -1;  // eventfd: wakes the loop's poll() for stop/pause
   std::atomic<bool> up_{false};
   std::atomic<bool> stopping_{false};
   std::thread thread_;

@@ -2,13 +2,18 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <filesystem>
+#include <fstream>
 #include <optional>
 #include <ostream>
+#include <sstream>
 
 #include "agent/cni_installer.h"
+#include "cni/json.h"
+#include "cni/plugin.h"
 #include "common/log.h"
 
 namespace tollgate::agent {
@@ -97,6 +102,24 @@ void printInstall(const CniInstallReport& r, std::ostream& out) {
   if (r.binaryWritten) out << "installed plugin binary\n";
 }
 
+// The runtime hands every plugin of a list the list's cniVersion. One tollgate-cni does not
+// accept fails every ADD (closed: no pod starts), so say so now rather than at the first pod.
+void warnUnsupportedVersion(const std::string& confFile, std::ostream& err) {
+  std::ifstream in(confFile, std::ios::binary);
+  std::stringstream bytes;
+  bytes << in.rdbuf();
+  auto doc = cni::parseJsonObject(bytes.str());
+  if (!doc || !(*doc)["cniVersion"] || !(*doc)["cniVersion"].IsScalar()) return;
+  const std::string version = (*doc)["cniVersion"].Scalar();
+  const auto& ok = cni::kSupportedVersions;
+  if (std::find(ok.begin(), ok.end(), version) != ok.end()) return;
+  err << "tollgate-agent install-cni: WARNING: " << confFile << " declares cniVersion " << version
+      << "; tollgate-cni accepts 0.4.0 and 1.0.0, so every pod ADD will fail (closed) until the "
+         "list's cniVersion is raised\n";
+  log::warn("cni", "{}: cniVersion {} is not accepted by tollgate-cni: every pod ADD will fail",
+            confFile, version);
+}
+
 }  // namespace
 
 bool isCniInstallCommand(const std::string& arg) { return arg == kInstall || arg == kUninstall; }
@@ -159,6 +182,7 @@ int runCniInstallCommand(const std::vector<std::string>& args, std::ostream& out
     if (!options->watch) return 1;
   } else {
     printInstall(*r, out);
+    warnUnsupportedVersion(r->confFile, err);
   }
   if (!options->watch) return 0;
   out.flush();

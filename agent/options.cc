@@ -82,13 +82,16 @@ std::string usage() {
       "  {} DURATION  SVID lifetime (default 24h), rotated at half life\n"
       "  {} N  TLS connections per identity and gateway (default 2; 0 = no pooling)\n"
       "  {} INTERVAL  verify and repair every pod's rules and listeners (default 5s;\n"
-      "                     e.g. 200ms, 1m; 0 disables)\n",
+      "                     e.g. 200ms, 1m; 0 disables)\n"
+      "  {} INTERVAL  after handing the sockets to a new agent (it takes them over through\n"
+      "                     <run-dir>/handoff.sock on start), let open connections finish for\n"
+      "                     up to this long, then exit (default 30s; 0 = close at once)\n",
       flags::kConfigDir, flags::kRunDir, flags::kMetricsPort, flags::kHealthPort,
       flags::kLogFormat, flags::kAccessLog, flags::kThreads, flags::kPodInterface,
       flags::kLogLevel, flags::kConfigDir, flags::kRunDir, flags::kMetricsPort,
       flags::kHealthPort, flags::kLogFormat, flags::kAccessLog, flags::kThreads,
       flags::kPodInterface, flags::kCaCert, flags::kSvidLifetime, flags::kTunnelConnections,
-      flags::kReconcileInterval);
+      flags::kReconcileInterval, flags::kDrainTime);
 }
 
 Result<AgentOptions> parseOptions(const std::vector<std::string>& args) {
@@ -158,6 +161,10 @@ Result<AgentOptions> parseOptions(const std::vector<std::string>& args) {
       auto d = parseInterval(flag, *v);
       if (!d) return std::unexpected(d.error());
       o.reconcileInterval = *d;
+    } else if (flag == flags::kDrainTime) {
+      auto d = parseInterval(flag, *v);
+      if (!d) return std::unexpected(d.error());
+      o.drainTime = *d;
     } else {
       return fail(fmt::format("unknown flag '{}'", flag));
     }

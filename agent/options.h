@@ -28,6 +28,7 @@ inline constexpr std::string_view kCaChain = "--ca-chain";
 inline constexpr std::string_view kSvidLifetime = "--svid-lifetime";
 inline constexpr std::string_view kTunnelConnections = "--tunnel-connections";
 inline constexpr std::string_view kReconcileInterval = "--reconcile-interval";
+inline constexpr std::string_view kDrainTime = "--drain-time";
 inline constexpr std::string_view kHelp = "--help";
 }  // namespace flags
 
@@ -53,6 +54,9 @@ struct AgentOptions {
   int tunnelConnections = 2;
   // How often every enrolled pod's rules and listeners are verified and repaired; 0 disables.
   std::chrono::milliseconds reconcileInterval{5000};
+  // After handing its sockets to a new agent (listener handoff), how long the old one lets
+  // open connections finish before it closes them and exits; 0: close at once.
+  std::chrono::milliseconds drainTime{30000};
   bool help = false;
 };
 

@@ -1,6 +1,9 @@
 #include "agent/pod_manager.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
 #include <net/if.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
@@ -9,6 +12,9 @@
 #include <sys/statfs.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -74,6 +80,34 @@ bool isNetns(int fd) {
   return ::fstatfs(fd, &sfs) == 0 && sfs.f_type == kNsfsMagic;
 }
 
+// The node's own addresses (the calling thread's netns: the agent's), which DNS answers must
+// not hand to pods. Loopback and link-local ones are refused anyway (DnsProxy::forbiddenAnswer).
+std::vector<policy::IpAddress> nodeAddresses() {
+  std::vector<policy::IpAddress> out;
+  ifaddrs* list = nullptr;
+  if (::getifaddrs(&list) != 0) {
+    log::warn(kLog, "getifaddrs: {}: DNS answers pointing at the node are not filtered",
+              std::strerror(errno));
+    return out;
+  }
+  for (ifaddrs* a = list; a; a = a->ifa_next) {
+    if (!a->ifa_addr) continue;
+    char buf[INET6_ADDRSTRLEN] = {};
+    if (a->ifa_addr->sa_family == AF_INET) {
+      ::inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(a->ifa_addr)->sin_addr, buf, sizeof buf);
+    } else if (a->ifa_addr->sa_family == AF_INET6) {
+      ::inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(a->ifa_addr)->sin6_addr, buf,
+                  sizeof buf);
+    } else {
+      continue;
+    }
+    auto ip = policy::IpAddress::parse(buf);
+    if (ip && std::find(out.begin(), out.end(), *ip) == out.end()) out.push_back(*ip);
+  }
+  ::freeifaddrs(list);
+  return out;
+}
+
 uint64_t pathInode(const std::string& path) {
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) return 0;
@@ -129,6 +163,26 @@ enroll::EnrollReply PodManager::handle(const enroll::EnrollRequest& req, int net
     log::info(kLog, "{} {}/{}: namespace is excluded: not enrolled",
               enroll::EnrollRequest::Op_Name(req.op()), req.pod().namespace_(), req.pod().name());
     return ok();
+  }
+  // hostNetwork pods live in the node's netns: nothing to enroll there, and pod rules in it would
+  // capture the node's own traffic. The netns decides, not the pod's spec (see isNodeNetns).
+  if (req.op() != enroll::EnrollRequest::DEL && isNodeNetns(netnsFd, req.netns_path())) {
+    if (netnsFd >= 0) ::close(netnsFd);
+    if (req.op() == enroll::EnrollRequest::ADD) inputs_.metrics.enrollExcluded++;
+    auto snap = inputs_.snapshots.load();
+    const policy::Pod* obj =
+        snap ? snap->findPod(req.pod().namespace_(), req.pod().name()) : nullptr;
+    log::info(kLog, "{} {}/{}: netns is the node's own (hostNetwork pod{}): not enrolled",
+              enroll::EnrollRequest::Op_Name(req.op()), req.pod().namespace_(), req.pod().name(),
+              obj && obj->hostNetwork ? "" : "; its Pod object does not say hostNetwork");
+    return ok();
+  }
+  if (auto snap = inputs_.snapshots.load(); snap && req.op() == enroll::EnrollRequest::ADD) {
+    const policy::Pod* obj = snap->findPod(req.pod().namespace_(), req.pod().name());
+    if (obj && obj->hostNetwork) {
+      log::warn(kLog, "ADD {}/{}: Pod says hostNetwork but has a netns of its own: enrolled",
+                req.pod().namespace_(), req.pod().name());
+    }
   }
   enroll::EnrollReply reply;
   switch (req.op()) {
@@ -206,8 +260,62 @@ Result<std::shared_ptr<proxy::OutboundListener>> PodManager::startListener(
   };
   auto l = proxy::OutboundListener::create(inputs_, std::move(info), std::move(runner));
   if (!l) return std::unexpected(l.error());
+  if (auto key = stateKey(req.pod())) {
+    if (auto table = dnsTableFor(*key)) (*l)->setDnsTable(std::move(table));
+  }
   (*l)->start();
   return *l;
+}
+
+std::shared_ptr<proxy::PodDnsTable> PodManager::dnsTableFor(const std::string& key) {
+  if (inputs_.options.dnsProxyPort == 0) return nullptr;
+  auto& t = dnsTables_[key];
+  if (!t) t = std::make_shared<proxy::PodDnsTable>();
+  return t;
+}
+
+Status PodManager::startDnsQuic(Pod& pod, std::vector<std::string>* recreated) {
+  auto key = stateKey(pod.request.pod());
+  if (!key) return std::unexpected(key.error());
+  proxy::PodInfo info;
+  info.ns = pod.request.pod().namespace_();
+  info.name = pod.request.pod().name();
+  info.uid = pod.request.pod().uid();
+  for (const auto& [k, v] : pod.request.labels()) info.labels[k] = v;
+  if (!pod.request.service_account().empty()) info.serviceAccount = pod.request.service_account();
+  info.ips.assign(pod.request.pod_ips().begin(), pod.request.pod_ips().end());
+  info.mark = redirect_ ? redirect_->params().mark : info.mark;
+  proxy::NetnsRunner runner = [netns = pod.netns](const std::function<Result<int>()>& fn) {
+    return netns->runFd(fn);
+  };
+  if (inputs_.options.dnsProxyPort != 0 && (!pod.dns || !pod.dns->listening())) {
+    if (recreated) recreated->push_back("DNS proxy is not up");
+    if (pod.dns) pod.dns->close();
+    pod.dns.reset();
+    proxy::DnsProxy::Options o;
+    o.port = inputs_.options.dnsProxyPort;
+    o.nodeAddresses = nodeAddresses();
+    auto d = proxy::DnsProxy::create(inputs_, info, runner, std::move(o), dnsCache_,
+                                     dnsTableFor(*key));
+    if (!d) return std::unexpected(d.error().wrap("create DNS proxy"));
+    (*d)->start();
+    pod.dns = std::move(*d);
+  }
+  if (inputs_.options.quicPort != 0 && (!pod.quic || !pod.quic->listening())) {
+    if (recreated) recreated->push_back("QUIC telemetry socket is not up");
+    if (pod.quic) pod.quic->close();
+    pod.quic.reset();
+    auto q = proxy::QuicTelemetry::create(inputs_, info, runner, inputs_.options.quicPort);
+    if (!q) return std::unexpected(q.error().wrap("create QUIC telemetry"));
+    (*q)->start();
+    pod.quic = std::move(*q);
+  }
+  return {};
+}
+
+void PodManager::closeDnsQuic(Pod& pod) {
+  if (pod.dns) pod.dns->close();
+  if (pod.quic) pod.quic->close();
 }
 
 enroll::EnrollReply PodManager::add(const enroll::EnrollRequest& req, int netnsFd) {
@@ -241,11 +349,14 @@ enroll::EnrollReply PodManager::add(const enroll::EnrollRequest& req, int netnsF
         if (!l) return failed(kCodeListener, l.error().str());
         existing.listener = *l;
       }
+      if (auto st = startDnsQuic(existing); !st) return failed(kCodeListener, st.error().str());
       return ok();
     }
     // Same name, new sandbox: the old one is gone or going.
     log::info(kLog, "pod {}: new netns replaces the enrolled one", *key);
     if (existing.listener) existing.listener->close(true);
+    closeDnsQuic(existing);
+    dnsTables_.erase(*key);  // what the old sandbox resolved says nothing about the new one
     removeIdentity(existing.request);
     forgetState(*key);
     pods_.erase(it);
@@ -257,6 +368,7 @@ enroll::EnrollReply PodManager::add(const enroll::EnrollRequest& req, int netnsF
   auto listener = startListener(req, netns);
   if (!listener) {
     // Rules stay: the pod is closed, which is the safe state; the runtime will DEL.
+    dnsTables_.erase(*key);
     removeIdentity(req);
     return failed(kCodeListener, listener.error().wrap("create listeners").str());
   }
@@ -270,6 +382,16 @@ enroll::EnrollReply PodManager::add(const enroll::EnrollRequest& req, int netnsF
   pod->request.set_netns_fd_attached(false);
   pod->netns = std::move(netns);
   pod->listener = std::move(*listener);
+  // Before ADD returns: the pod's first process may resolve a name at once.
+  if (auto st = startDnsQuic(*pod); !st) {
+    // Rules stay (the redirect sends DNS to a port nobody answers: the pod is closed).
+    pod->listener->close(true);
+    closeDnsQuic(*pod);
+    dnsTables_.erase(*key);
+    removeIdentity(req);
+    forgetState(*key);
+    return failed(kCodeListener, st.error().str());
+  }
   pods_[*key] = std::move(pod);
   return ok();
 }
@@ -285,6 +407,8 @@ enroll::EnrollReply PodManager::del(const enroll::EnrollRequest& req) {
   }
   Pod& pod = *it->second;
   if (pod.listener) pod.listener->close(true);
+  closeDnsQuic(pod);
+  dnsTables_.erase(*key);
   removeIdentity(pod.request);
   Status st;
   if (redirect_) st = redirect_->remove(*pod.netns);
@@ -310,6 +434,12 @@ enroll::EnrollReply PodManager::check(const enroll::EnrollRequest& req) {
   if (!drift->ok()) return failed(kCodeCheckFailed, "rules drifted: " + drift->summary());
   if (!pod.listener || !pod.listener->listening() || pod.listener->listenerCount() == 0) {
     return failed(kCodeCheckFailed, "capture listeners are not up");
+  }
+  if (inputs_.options.dnsProxyPort != 0 && (!pod.dns || !pod.dns->listening())) {
+    return failed(kCodeCheckFailed, "DNS proxy is not up");
+  }
+  if (inputs_.options.quicPort != 0 && (!pod.quic || !pod.quic->listening())) {
+    return failed(kCodeCheckFailed, "QUIC telemetry socket is not up");
   }
   return ok();
 }
@@ -408,17 +538,30 @@ void PodManager::readopt() {
     pod->request = req;
     pod->netns = std::move(netns);
     if (listener) pod->listener = *listener;
+    if (auto st = startDnsQuic(*pod); !st) {
+      log::error(kLog, "re-adopt: pod {}: {} (its DNS stays unanswered)", key, st.error().str());
+    }
     pods_[key] = std::move(pod);
     log::info(kLog, "re-adopted pod {}", key);
   }
   inputs_.metrics.enrolledPods = static_cast<int64_t>(pods_.size());
 }
 
-void PodManager::shutdown() {
+void PodManager::shutdown(bool abortSessions) {
   std::lock_guard lock(mu_);
   for (auto& [key, pod] : pods_) {
-    if (pod->listener) pod->listener->close(true);
+    if (pod->listener) pod->listener->close(abortSessions);
+    closeDnsQuic(*pod);
   }
+}
+
+int64_t PodManager::activeConnections() const {
+  std::lock_guard lock(mu_);
+  int64_t n = 0;
+  for (const auto& [key, pod] : pods_) {
+    if (pod->listener) n += pod->listener->activeConnections();
+  }
+  return n;
 }
 
 size_t PodManager::size() const {
@@ -453,7 +596,64 @@ std::string PodManager::collectMetrics() const {
     active += proxy::formatSample("tollgate_pod_connections_active", {{"pod", ref}},
                                   pod->listener ? static_cast<double>(pod->listener->activeConnections()) : 0);
   }
-  return out + active;
+  return out + active + dnsQuicMetricsLocked();
+}
+
+std::string PodManager::dnsQuicMetricsLocked() const {
+  // Per pod, from the pod's current DNS proxy / QUIC socket (a re-created one starts at 0, which
+  // Prometheus reads as a counter reset).
+  using Get = uint64_t (*)(const proxy::DnsProxyCounters&);
+  struct Series {
+    const char* name;
+    const char* help;
+    Get get;
+  };
+  static constexpr Series kDns[] = {
+      {"tollgate_dns_queries_total", "DNS queries a pod sent (to any address).",
+       [](const proxy::DnsProxyCounters& c) { return c.queries.load(); }},
+      {"tollgate_dns_blocked_total",
+       "DNS queries answered NXDOMAIN in strict mode without asking upstream.",
+       [](const proxy::DnsProxyCounters& c) { return c.blocked.load(); }},
+      {"tollgate_dns_forwarded_total", "DNS queries answered by an upstream resolver.",
+       [](const proxy::DnsProxyCounters& c) { return c.forwarded.load(); }},
+      {"tollgate_dns_cache_hits_total", "DNS queries answered from the cache.",
+       [](const proxy::DnsProxyCounters& c) { return c.cacheHits.load(); }},
+      {"tollgate_dns_servfail_total", "DNS queries answered SERVFAIL (upstream timeout/failure).",
+       [](const proxy::DnsProxyCounters& c) { return c.servfail.load(); }},
+      {"tollgate_dns_malformed_total", "Malformed DNS queries dropped or answered FORMERR.",
+       [](const proxy::DnsProxyCounters& c) { return c.malformed.load(); }},
+      {"tollgate_dns_tcp_retries_total", "Truncated upstream answers retried over TCP.",
+       [](const proxy::DnsProxyCounters& c) { return c.tcpRetries.load(); }},
+      {"tollgate_dns_stripped_total",
+       "A/AAAA answers removed (loopback, link-local incl. 169.254.169.254, node addresses).",
+       [](const proxy::DnsProxyCounters& c) { return c.stripped.load(); }},
+  };
+  std::string out;
+  for (const auto& s : kDns) {
+    out += fmt::format("# HELP {} {}\n# TYPE {} counter\n", s.name, s.help, s.name);
+    for (const auto& [key, pod] : pods_) {
+      if (!pod->dns) continue;
+      std::string ref = pod->request.pod().namespace_() + "/" + pod->request.pod().name();
+      out += proxy::formatSample(s.name, {{"pod", ref}},
+                                 static_cast<double>(s.get(pod->dns->counters())));
+    }
+  }
+  std::string attempts =
+      "# HELP tollgate_quic_attempts_total QUIC packets a pod sent to udp/443 (dropped).\n"
+      "# TYPE tollgate_quic_attempts_total counter\n";
+  std::string events =
+      "# HELP tollgate_quic_events_total \"pod tried QUIC\" events logged (one per pod, "
+      "destination and SNI per minute).\n"
+      "# TYPE tollgate_quic_events_total counter\n";
+  for (const auto& [key, pod] : pods_) {
+    if (!pod->quic) continue;
+    std::string ref = pod->request.pod().namespace_() + "/" + pod->request.pod().name();
+    attempts += proxy::formatSample("tollgate_quic_attempts_total", {{"pod", ref}},
+                                    static_cast<double>(pod->quic->attempts()));
+    events += proxy::formatSample("tollgate_quic_events_total", {{"pod", ref}},
+                                  static_cast<double>(pod->quic->events()));
+  }
+  return out + attempts + events;
 }
 
 }  // namespace tollgate::agent

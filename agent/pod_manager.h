@@ -11,8 +11,12 @@
 #include "identity/svid_manager.h"
 #include "common/error.h"
 #include "proto/enroll.pb.h"
+#include "proxy/dns_cache.h"
+#include "proxy/dns_proxy.h"
 #include "proxy/outbound_listener.h"
+#include "proxy/pod_dns_table.h"
 #include "proxy/proxy_context.h"
+#include "proxy/quic_telemetry.h"
 
 namespace tollgate::agent {
 
@@ -50,8 +54,11 @@ class PodManager {
   // Adopts the pods recorded under <run-dir> (agent restart): reinstalls drifted rules,
   // re-creates listeners, forgets pods whose netns is gone.
   void readopt();
-  // Stops every listener (agent shutdown); rules stay, so the pods stay closed.
-  void shutdown();
+  // Stops every listener (agent shutdown); rules stay, so the pods stay closed. Without
+  // `abortSessions` open connections carry on (handoff: the old agent drains them).
+  void shutdown(bool abortSessions = true);
+  // Open proxied connections over all pods (the drain after a handoff waits for 0).
+  int64_t activeConnections() const;
 
   size_t size() const;
   bool enrolled(const std::string& ns, const std::string& name) const;
@@ -69,6 +76,9 @@ class PodManager {
   // re-create), all under the enrollment lock. Returns only the pods that had drifted.
   // Defined in agent/reconciler.cc.
   std::vector<Repair> reconcileAll();
+  // Every enrolled pod's netns ("<ns>/<name>", handle), for the reconciler's nftables event
+  // watch. Defined in agent/reconciler.cc.
+  std::vector<std::pair<std::string, std::shared_ptr<Netns>>> enrolledNetns() const;
 
   // "<ns>_<name>" after validating both as DNS names (they become file names).
   static Result<std::string> stateKey(const enroll::PodRef& pod);
@@ -78,6 +88,9 @@ class PodManager {
     enroll::EnrollRequest request;
     std::shared_ptr<Netns> netns;
     std::shared_ptr<proxy::OutboundListener> listener;
+    // With ProxyOptions::dnsProxyPort / quicPort (null otherwise, or until re-created).
+    std::shared_ptr<proxy::DnsProxy> dns;
+    std::shared_ptr<proxy::QuicTelemetry> quic;
   };
 
   enroll::EnrollReply add(const enroll::EnrollRequest& req, int netnsFd);
@@ -85,6 +98,15 @@ class PodManager {
   enroll::EnrollReply check(const enroll::EnrollRequest& req);
   Result<std::shared_ptr<proxy::OutboundListener>> startListener(const enroll::EnrollRequest& req,
                                                                  std::shared_ptr<Netns> netns);
+  // Creates the pod's DNS proxy and QUIC telemetry where they are missing or closed (ports set
+  // in ProxyOptions). Appends what had to be re-created to `recreated` when given.
+  Status startDnsQuic(Pod& pod, std::vector<std::string>* recreated = nullptr);
+  void closeDnsQuic(Pod& pod);
+  // tollgate_dns_*_total{pod} and tollgate_quic_{attempts,events}_total{pod}; mu_ held.
+  std::string dnsQuicMetricsLocked() const;
+  // The pod's answer table, shared by its DNS proxy (writes) and listener (reads); one per
+  // enrolled pod, kept across re-creations of either. Null without a DNS proxy.
+  std::shared_ptr<proxy::PodDnsTable> dnsTableFor(const std::string& key);
   Status persist(const std::string& key, const enroll::EnrollRequest& req, const Netns& netns);
   void forgetState(const std::string& key);
   // The pod's service account: the snapshot's Pod object, else the request's field, else
@@ -96,9 +118,13 @@ class PodManager {
   proxy::ProxyInputs& inputs_;
   std::string runDir_;
   mutable std::mutex mu_;
+  // One cache for every pod's DNS proxy (answers are not per pod; strict-mode decisions are
+  // made before it). Declared before pods_ so that it outlives their proxies.
+  proxy::DnsCache dnsCache_{proxy::DnsCache::Options{}};
   std::map<std::string, std::unique_ptr<Pod>> pods_;
   std::shared_ptr<const NftRedirect> redirect_;
   identity::SvidManager* svids_ = nullptr;
+  std::map<std::string, std::shared_ptr<proxy::PodDnsTable>> dnsTables_;  // by state key
 };
 
 }  // namespace tollgate::agent

@@ -1,7 +1,20 @@
 #include "agent/reconciler.h"
 
+#include <linux/netfilter/nfnetlink.h>
+#include <linux/netlink.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
 #include <fmt/format.h>
 
+#include "agent/memory.h"
+#include "common/high_fd.h"
 #include "common/log.h"
 #include "proxy/metrics.h"
 
@@ -44,6 +57,8 @@ std::vector<PodManager::Repair> PodManager::reconcileAll() {
         pod->listener = *l;
       }
     }
+    // The DNS proxy and QUIC socket (when configured): re-created when closed or missing.
+    if (auto st = startDnsQuic(*pod, &drifted); !st) errors.push_back(st.error().str());
 
     if (drifted.empty()) continue;
     r.summary = fmt::format("{}", fmt::join(drifted, "; "));
@@ -54,16 +69,37 @@ std::vector<PodManager::Repair> PodManager::reconcileAll() {
   return out;
 }
 
-Reconciler::Reconciler(PodManager& pods, std::chrono::milliseconds interval)
-    : pods_(pods), interval_(interval) {}
+std::vector<std::pair<std::string, std::shared_ptr<Netns>>> PodManager::enrolledNetns() const {
+  std::vector<std::pair<std::string, std::shared_ptr<Netns>>> out;
+  std::lock_guard lock(mu_);
+  out.reserve(pods_.size());
+  for (const auto& [key, pod] : pods_) {
+    out.emplace_back(pod->request.pod().namespace_() + "/" + pod->request.pod().name(), pod->netns);
+  }
+  return out;
+}
 
-Reconciler::~Reconciler() { stop(); }
+Reconciler::Reconciler(PodManager& pods, std::chrono::milliseconds interval)
+    : pods_(pods), interval_(interval) {
+  wakeFd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  // Without it stop() could not wake poll() early; the loop then polls in short slices.
+  if (wakeFd_ < 0) log::warn(kLog, "eventfd: {}", std::strerror(errno));
+}
+
+Reconciler::~Reconciler() {
+  stop();
+  if (wakeFd_ >= 0) ::close(wakeFd_);
+}
 
 void Reconciler::start() {
   if (thread_.joinable()) return;
   {
     std::lock_guard lock(mu_);
     stopping_ = false;
+  }
+  if (wakeFd_ >= 0) {
+    uint64_t drain;
+    [[maybe_unused]] auto n = ::read(wakeFd_, &drain, sizeof drain);  // a stop() before
   }
   thread_ = std::thread([this] { loop(); });
 }
@@ -73,8 +109,62 @@ void Reconciler::stop() {
     std::lock_guard lock(mu_);
     stopping_ = true;
   }
-  cv_.notify_all();
+  if (wakeFd_ >= 0) {
+    uint64_t one = 1;
+    [[maybe_unused]] auto n = ::write(wakeFd_, &one, sizeof one);
+  }
   if (thread_.joinable()) thread_.join();
+}
+
+size_t Reconciler::watchedPods() const {
+  std::lock_guard lock(mu_);
+  return watchedCount_;
+}
+
+void Reconciler::refreshWatches() {
+  auto current = pods_.enrolledNetns();
+  std::map<std::string, std::shared_ptr<Netns>> want(current.begin(), current.end());
+  for (auto it = watches_.begin(); it != watches_.end();) {
+    auto w = want.find(it->first);
+    if (w == want.end() || w->second != it->second.netns) {
+      ::close(it->second.fd);  // also lets a deleted pod's netns go away
+      it = watches_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (auto& [pod, netns] : want) {
+    if (watches_.contains(pod) || !netns) continue;
+    auto fd = netns->runFd([]() -> Result<int> {
+      int s = ::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_NETFILTER);
+      if (s < 0) return failErrno("netlink socket");
+      sockaddr_nl addr{};
+      addr.nl_family = AF_NETLINK;
+      int group = NFNLGRP_NFTABLES;
+      if (::bind(s, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+          ::setsockopt(s, SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, &group, sizeof group) != 0) {
+        auto e = failErrno("join NFNLGRP_NFTABLES");
+        ::close(s);
+        return std::unexpected(e.error());
+      }
+      return moveFdHigh(s);  // long-lived: keep it out of libnftables' select() range
+    });
+    if (!fd) {
+      // The timer still covers this pod; only the early repair is lost.
+      log::warn(kLog, "pod {}: no nftables event watch: {}", pod, fd.error().str());
+      continue;
+    }
+    watches_.emplace(pod, Watch{netns, *fd});
+  }
+  std::lock_guard lock(mu_);
+  watchedCount_ = watches_.size();
+}
+
+void Reconciler::closeWatches() {
+  for (auto& [pod, w] : watches_) ::close(w.fd);
+  watches_.clear();
+  std::lock_guard lock(mu_);
+  watchedCount_ = 0;
 }
 
 void Reconciler::setPaused(bool paused) {
@@ -86,15 +176,70 @@ void Reconciler::setPaused(bool paused) {
 }
 
 void Reconciler::loop() {
-  std::unique_lock lock(mu_);
-  while (!stopping_) {
-    cv_.wait_for(lock, interval_, [this] { return stopping_; });
-    if (stopping_) break;
-    if (paused_) continue;
-    lock.unlock();
-    pass(true);
-    lock.lock();
+  using Clock = std::chrono::steady_clock;
+  using std::chrono::milliseconds;
+  // New pods get their event socket within this; it also bounds poll() without a wake fd.
+  constexpr milliseconds kRefresh{1000};
+  // Fixed rate, not fixed delay: a pass's own duration (it grows with the number of pods) must not
+  // stretch the time a drift can stay unrepaired beyond the interval.
+  auto next = Clock::now() + interval_;
+  // A pass brought forward by an nftables event; max() when none is pending. (Not an optional:
+  // GCC 12 warns maybe-uninitialized on it.)
+  constexpr auto kNone = Clock::time_point::max();
+  auto eventPass = kNone;
+  Clock::time_point refreshed{};
+  std::vector<pollfd> fds;
+  std::vector<const std::string*> fdPods;
+  for (;;) {
+    {
+      std::lock_guard lock(mu_);
+      if (stopping_) break;
+    }
+    auto now = Clock::now();
+    if (now - refreshed >= kRefresh) {
+      refreshWatches();
+      refreshed = now;
+    }
+    auto due = std::min(next, eventPass);
+    auto waitMs = std::chrono::duration_cast<milliseconds>(due - now).count();
+    waitMs = std::clamp<long long>(waitMs, 0, kRefresh.count());
+    fds.clear();
+    fdPods.clear();
+    fds.push_back({wakeFd_, POLLIN, 0});
+    for (const auto& [pod, w] : watches_) {
+      fds.push_back({w.fd, POLLIN, 0});
+      fdPods.push_back(&pod);
+    }
+    int n = ::poll(fds.data(), fds.size(), static_cast<int>(waitMs));
+    if (n > 0) {
+      for (size_t i = 1; i < fds.size(); ++i) {
+        if (!(fds[i].revents & (POLLIN | POLLERR))) continue;
+        // Drain; an overrun (ENOBUFS) means events were lost, which is an event too.
+        char buf[8192];
+        for (;;) {
+          ssize_t r = ::recv(fds[i].fd, buf, sizeof buf, 0);
+          if (r > 0 || (r < 0 && errno == ENOBUFS)) continue;
+          break;
+        }
+        if (eventPass == kNone) {
+          eventPass = Clock::now() + kEventDelay;
+          log::debug(kLog, "pod {}: nftables changed, verifying in {} ms", *fdPods[i - 1],
+                     kEventDelay.count());
+        }
+      }
+    }
+    now = Clock::now();
+    const bool timer = now >= next;
+    const bool event = now >= eventPass;
+    if (timer) {
+      next += interval_;
+      if (next <= now) next = now + interval_;
+    }
+    if (!timer && !event) continue;
+    eventPass = kNone;
+    pass(true);  // skipped while paused; the timer catches up after
   }
+  closeWatches();
 }
 
 size_t Reconciler::runOnce() { return pass(false); }
@@ -122,6 +267,9 @@ size_t Reconciler::pass(bool fromTimer) {
     (r.repaired ? it->second.repaired : it->second.repairFailed)++;
   }
   passes_++;
+  // Each pass runs libnftables on a helper thread per pod; give its freed pages back
+  // (agent/memory.h) so the idle agent does not sit on them between passes.
+  releaseFreedMemory();
   return repairs.size();
 }
 

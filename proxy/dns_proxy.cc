@@ -10,6 +10,8 @@
 #include "common/log.h"
 #include "policy/snapshot.h"
 #include "proxy/resolver.h"
+#include "proxy/socket_registry.h"
+#include "proxy/udp_receive.h"
 
 namespace tollgate::proxy {
 namespace {
@@ -68,7 +70,10 @@ Result<std::shared_ptr<DnsProxy>> DnsProxy::create(ProxyInputs& inputs, PodInfo 
                                            std::move(options), cache, std::move(table)));
   for (bool v6 : {false, true}) {
     Endpoint bind{*policy::IpAddress::parse(v6 ? "::1" : "127.0.0.1"), p->options_.port};
-    auto ufd = p->runner_([bind]() { return makeUdpSocket(bind); });
+    auto ufd = p->runner_([bind, reg = inputs.sockets, owner = p->pod_.key()]() {
+      return obtainSocket(reg, SocketKey{owner, SocketTransport::Udp, bind.str()},
+                          [bind] { return makeUdpSocket(bind); });
+    });
     if (!ufd) {
       if (v6 && (ufd.error().code == EADDRNOTAVAIL || ufd.error().code == EAFNOSUPPORT)) {
         log::warn(kLog, "pod {}: no IPv6 DNS listener: {}", p->pod_.key(), ufd.error().str());
@@ -85,7 +90,10 @@ Result<std::shared_ptr<DnsProxy>> DnsProxy::create(ProxyInputs& inputs, PodInfo 
     }
     p->udp_.push_back(std::move(u));
 
-    auto tfd = p->runner_([bind]() { return makeListener(bind, 128); });
+    auto tfd = p->runner_([bind, reg = inputs.sockets, owner = p->pod_.key()]() {
+      return obtainSocket(reg, SocketKey{owner, SocketTransport::Tcp, bind.str()},
+                          [bind] { return makeListener(bind, 128); });
+    });
     if (!tfd) return std::unexpected(tfd.error().wrap(fmt::format("pod {}: DNS tcp", p->pod_.key())));
     auto t = std::make_unique<asio::ip::tcp::acceptor>(asio::make_strand(inputs.io));
     t->assign(v6 ? asio::ip::tcp::v6() : asio::ip::tcp::v4(), *tfd, ec);
@@ -137,15 +145,13 @@ void DnsProxy::close() {
 }
 
 awaitable<void> DnsProxy::udpLoop(asio::ip::udp::socket* sock) {
-  std::vector<uint8_t> buf(kDnsMaxMessageBytes);
   for (;;) {
     boost::system::error_code ec;
-    asio::ip::udp::endpoint from;
-    size_t n = co_await sock->async_receive_from(asio::buffer(buf), from,
-                                                 asio::redirect_error(use_awaitable, ec));
+    Datagram d = co_await receiveDatagram(*sock, ec);
     if (!open_ || !sock->is_open() || ec == asio::error::operation_aborted) co_return;
     if (ec) continue;
-    std::vector<uint8_t> query(buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(n));
+    asio::ip::udp::endpoint from = d.from;
+    std::vector<uint8_t> query(d.bytes.begin(), d.bytes.end());
     // One coroutine per query: a slow upstream must not hold up the pod's other lookups.
     asio::co_spawn(
         sock->get_executor(),

@@ -62,6 +62,8 @@ class DnsProxy : public std::enable_shared_from_this<DnsProxy> {
   awaitable<std::optional<std::vector<uint8_t>>> answer(std::vector<uint8_t> query,
                                                         size_t maxBytes);
 
+  // Started and not closed, with at least one socket (the reconciler re-creates it otherwise).
+  bool listening() const { return open_.load() && !udp_.empty(); }
   const DnsProxyCounters& counters() const { return counters_; }
   PodDnsTable& table() { return *table_; }
   std::shared_ptr<PodDnsTable> sharedTable() const { return table_; }

@@ -9,6 +9,7 @@
 #include "proxy/access_log.h"
 #include "proxy/metrics.h"
 #include "proxy/session.h"
+#include "proxy/socket_registry.h"
 #include "proxy/socket_util.h"
 
 namespace tollgate::proxy {
@@ -23,7 +24,10 @@ Result<std::shared_ptr<OutboundListener>> OutboundListener::create(ProxyInputs& 
   uint16_t port = inputs.options.outboundPort;
   for (bool v6 : {false, true}) {
     Endpoint bind{*policy::IpAddress::parse(v6 ? "::1" : "127.0.0.1"), port};
-    auto fd = l->runner_([bind]() { return makeListener(bind); });
+    SocketKey key{l->pod_.key(), SocketTransport::Tcp, bind.str()};
+    auto fd = l->runner_([bind, key, reg = inputs.sockets]() {
+      return obtainSocket(reg, key, [bind] { return makeListener(bind); });
+    });
     if (!fd) {
       if (v6 && (fd.error().code == EADDRNOTAVAIL || fd.error().code == EAFNOSUPPORT)) {
         // No IPv6 in this netns: nothing can be sent over it, and the redirect drops it anyway.
@@ -64,6 +68,7 @@ void OutboundListener::start() {
 
 void OutboundListener::close(bool closeSessions) {
   listening_ = false;
+  if (closeSessions) aborting_ = true;
   for (auto& acc : acceptors_) {
     // The acceptor lives on its strand; closing from elsewhere must go through it.
     asio::post(acc->get_executor(), [a = acc.get(), keep = weak_from_this()] {
@@ -105,9 +110,8 @@ awaitable<void> OutboundListener::acceptLoop(asio::ip::tcp::acceptor* acceptor) 
     boost::system::error_code ec;
     auto sock = co_await acceptor->async_accept(asio::make_strand(inputs_.io),
                                                 asio::redirect_error(use_awaitable, ec));
-    if (!listening_ || !acceptor->is_open()) co_return;
     if (ec) {
-      if (ec == asio::error::operation_aborted) co_return;
+      if (!listening_ || !acceptor->is_open() || ec == asio::error::operation_aborted) co_return;
       log::warn(kLog, "pod {}: accept: {}", pod_.key(), ec.message());
       // EMFILE and friends: back off instead of spinning.
       asio::steady_timer t(acceptor->get_executor());
@@ -115,6 +119,10 @@ awaitable<void> OutboundListener::acceptLoop(asio::ip::tcp::acceptor* acceptor) 
       co_await t.async_wait(asio::redirect_error(use_awaitable, ec));
       continue;
     }
+    // The kernel handed us this connection: it is served even when the listener is closing for
+    // a handoff (the next agent accepts from the same queue, so dropping it would fail a client
+    // for nothing). Only a pod that is going away (close with closeSessions) drops it.
+    if (!listening_ && aborting_) co_return;
     if (static_cast<size_t>(active_.load()) >= inputs_.options.maxConnectionsPerPod) {
       inputs_.metrics.limitRejections++;
       inputs_.metrics.countConnection("deny", "connection_limit");

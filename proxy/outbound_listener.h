@@ -57,6 +57,7 @@ class OutboundListener : public std::enable_shared_from_this<OutboundListener> {
   std::shared_ptr<PodDnsTable> dnsTable_;
   std::vector<std::unique_ptr<asio::ip::tcp::acceptor>> acceptors_;
   std::atomic<bool> listening_{false};
+  std::atomic<bool> aborting_{false};  // closed with closeSessions: late accepts are dropped
   std::atomic<int64_t> active_{0};
   std::mutex mu_;
   std::set<std::weak_ptr<Session>, std::owner_less<std::weak_ptr<Session>>> sessions_;

@@ -19,12 +19,18 @@ class Metrics;
 class AccessLog;
 class Resolver;
 class TunnelPool;
+class SocketRegistry;
 
 struct ProxyOptions {
   uint16_t outboundPort = 15001;
   // Ports of the proxy itself inside a pod netns: a flow whose original destination is one of
   // these on loopback is a loop and is refused.
   std::vector<uint16_t> ownPorts = {15001, 15053};
+  // Per-pod DNS proxy (udp/tcp 53 to any address is redirected here, 853 dropped) and QUIC
+  // telemetry (udp/443 redirected to a read-only socket). 0: not created, and the pod gets the
+  // older rules (DNS allowed to the resolvers, udp/443 dropped in the filter).
+  uint16_t dnsProxyPort = 15053;
+  uint16_t quicPort = 15443;
   std::chrono::milliseconds sniffTimeout{5000};
   size_t sniffMaxBytes = 16 * 1024;
   std::chrono::milliseconds connectTimeout{10000};
@@ -61,6 +67,9 @@ struct ProxyInputs {
   // Gateway routes go through these tunnels; null (no CA configured): they fail closed with
   // gateway_unavailable. Nothing ever falls back to a direct connection.
   TunnelPool* tunnels = nullptr;
+  // Where every socket that must outlive this agent process is obtained and recorded (listener
+  // handoff, proxy/socket_registry.h); null: sockets are created directly.
+  SocketRegistry* sockets = nullptr;
 };
 
 // The pod a listener serves, as enrolled. Labels and service account here are the fallback when

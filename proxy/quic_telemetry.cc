@@ -10,6 +10,8 @@
 
 #include "common/log.h"
 #include "proxy/quic_initial.h"
+#include "proxy/socket_registry.h"
+#include "proxy/udp_receive.h"
 
 namespace tollgate::proxy {
 namespace {
@@ -63,7 +65,10 @@ Result<std::shared_ptr<QuicTelemetry>> QuicTelemetry::create(ProxyInputs& inputs
                                                      port));
   for (bool v6 : {false, true}) {
     Endpoint bind{*policy::IpAddress::parse(v6 ? "::1" : "127.0.0.1"), port};
-    auto fd = q->runner_([bind]() { return makeUdpSocket(bind); });
+    auto fd = q->runner_([bind, reg = inputs.sockets, owner = q->pod_.key()]() {
+      return obtainSocket(reg, SocketKey{owner, SocketTransport::Udp, bind.str()},
+                          [bind] { return makeUdpSocket(bind); });
+    });
     if (!fd) {
       if (v6 && (fd.error().code == EADDRNOTAVAIL || fd.error().code == EAFNOSUPPORT)) continue;
       return std::unexpected(fd.error().wrap(fmt::format("pod {}: QUIC socket", q->pod_.key())));
@@ -111,17 +116,14 @@ std::string QuicTelemetry::lastEvent() const {
 }
 
 awaitable<void> QuicTelemetry::loop(asio::ip::udp::socket* sock) {
-  std::vector<uint8_t> buf(65535);
   for (;;) {
     boost::system::error_code ec;
-    asio::ip::udp::endpoint from;
-    size_t n = co_await sock->async_receive_from(asio::buffer(buf), from,
-                                                 asio::redirect_error(use_awaitable, ec));
+    Datagram d = co_await receiveDatagram(*sock, ec);
     if (!open_ || !sock->is_open() || ec == asio::error::operation_aborted) co_return;
     if (ec) continue;
-    auto ip = policy::IpAddress::parse(from.address().to_string());
+    auto ip = policy::IpAddress::parse(d.from.address().to_string());
     if (!ip) continue;
-    seen(std::span<const uint8_t>(buf.data(), n), Endpoint{*ip, from.port()});
+    seen(d.bytes, Endpoint{*ip, d.from.port()});
   }
 }
 

@@ -36,6 +36,8 @@ class QuicTelemetry : public std::enable_shared_from_this<QuicTelemetry> {
   void start();
   void close();
 
+  // Started and not closed, with at least one socket (the reconciler re-creates it otherwise).
+  bool listening() const { return open_.load() && !sockets_.empty(); }
   // QUIC long-header datagrams seen (tollgate_quic_attempts_total{pod}).
   uint64_t attempts() const { return attempts_.load(); }
   // The last event logged ("pod X tried QUIC to Y sni=Z"), for tests and status.

@@ -1,5 +1,8 @@
 #include "proxy/status_server.h"
 
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <boost/asio/read_until.hpp>
 
 #include <fmt/format.h>
@@ -55,6 +58,27 @@ Status StatusServer::listen(const std::string& ip, uint16_t port) {
   return {};
 }
 
+Status StatusServer::listenFd(int fd) {
+  auto acc = std::make_unique<asio::ip::tcp::acceptor>(io_);
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) {
+    auto e = failErrno("status server: getsockname");
+    ::close(fd);
+    return e;
+  }
+  boost::system::error_code ec;
+  acc->assign(ss.ss_family == AF_INET6 ? asio::ip::tcp::v6() : asio::ip::tcp::v4(), fd, ec);
+  if (ec) {
+    ::close(fd);
+    return fail(fmt::format("status server: assign listener: {}", ec.message()), ec.value());
+  }
+  port_ = acc->local_endpoint().port();
+  acceptor_ = std::move(acc);
+  asio::co_spawn(io_, acceptLoop(), asio::detached);
+  return {};
+}
+
 void StatusServer::close() {
   if (acceptor_) {
     boost::system::error_code ec;
@@ -67,8 +91,11 @@ awaitable<void> StatusServer::acceptLoop() {
     boost::system::error_code ec;
     auto sock = co_await acceptor_->async_accept(
         asio::make_strand(io_), asio::redirect_error(use_awaitable, ec));
-    if (ec == asio::error::operation_aborted || !acceptor_->is_open()) co_return;
-    if (ec) continue;
+    if (ec) {
+      if (ec == asio::error::operation_aborted || !acceptor_->is_open()) co_return;
+      continue;
+    }
+    // Accepted as the server closed (listener handoff): still answered.
     asio::co_spawn(sock.get_executor(), serve(std::move(sock)), asio::detached);
   }
 }

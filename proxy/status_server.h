@@ -27,6 +27,9 @@ class StatusServer {
   void route(std::string path, Handler h) { routes_[std::move(path)] = std::move(h); }
   // Binds ip:port (port 0: any) in the calling thread's netns and starts accepting.
   Status listen(const std::string& ip, uint16_t port);
+  // Starts accepting on an already listening TCP socket (owned from here on): one obtained
+  // through the SocketRegistry, possibly inherited from the previous agent.
+  Status listenFd(int fd);
   uint16_t port() const { return port_; }
   void close();
 

@@ -140,6 +140,30 @@ TEST_F(ReconcileTest, DeletedTableIsReportedByCheckThenRepaired) {
   EXPECT_TRUE(send(enroll::EnrollRequest::DEL).ok());
 }
 
+TEST_F(ReconcileTest, NftablesEventBringsTheRepairForward) {
+  startAgent(60s);  // the timer alone would take a minute
+  ASSERT_TRUE(send(enroll::EnrollRequest::ADD).ok());
+  Reconciler& rec = *agent_->reconciler();
+  ASSERT_TRUE(await([&] { return rec.watchedPods() == 1; })) << "pod netns never watched";
+  const uint64_t passesBefore = rec.passes();
+
+  auto t0 = std::chrono::steady_clock::now();
+  ASSERT_EQ(sh("ip netns exec " + pod_ + " nft delete table inet tollgate"), 0);
+  ASSERT_TRUE(await([&] { return counts().repaired >= 1; })) << "no repair within 5 s";
+  auto took = std::chrono::steady_clock::now() - t0;
+  // Not before the settle delay (a burst of changes becomes one pass), well before the timer.
+  EXPECT_GE(took, Reconciler::kEventDelay - 50ms);
+  EXPECT_LT(took, Reconciler::kEventDelay + 2s);
+  EXPECT_EQ(counts().detected, 1u);
+  EXPECT_TRUE(podTableExists());
+  EXPECT_TRUE(send(enroll::EnrollRequest::CHECK).ok());
+  EXPECT_LE(rec.passes(), passesBefore + 3) << "event passes must be coalesced";
+
+  // A deleted pod's netns stops being watched (the socket would keep the netns alive).
+  EXPECT_TRUE(send(enroll::EnrollRequest::DEL).ok());
+  EXPECT_TRUE(await([&] { return rec.watchedPods() == 0; }));
+}
+
 TEST_F(ReconcileTest, ChainPolicyAcceptIsRepaired) {
   startAgent();
   ASSERT_TRUE(send(enroll::EnrollRequest::ADD).ok());

@@ -158,6 +158,38 @@ TEST_P(CniInstallerGoldenTest, UninstallPutsOriginalBytesBack) {
   EXPECT_TRUE(listDir(binDir_).empty());
 }
 
+TEST_P(CniInstallerGoldenTest, UninstallIsIdempotentAndReinstallGivesTheSameBytes) {
+  copyFixture(GetParam().input);
+  CniInstaller installer(options());
+  ASSERT_TRUE(installer.install());
+  ASSERT_TRUE(installer.uninstall());
+  const fs::path in = confDir_ / GetParam().input;
+  ageFile(in);
+  auto before = statOf(in);
+
+  // A second uninstall finds nothing of ours: it touches nothing and reports nothing.
+  auto again = installer.uninstall();
+  ASSERT_TRUE(again) << again.error().str();
+  EXPECT_TRUE(again->filesRestored.empty());
+  EXPECT_TRUE(again->filesChanged.empty());
+  EXPECT_FALSE(again->binaryRemoved);
+  auto after = statOf(in);
+  EXPECT_EQ(after.st_ino, before.st_ino);
+  EXPECT_EQ(after.st_mtim.tv_sec, before.st_mtim.tv_sec);
+  EXPECT_EQ(listDir(confDir_), std::set<std::string>{GetParam().input});
+  EXPECT_EQ(slurp(in), slurp(kFixtures / GetParam().input));
+
+  // Install after uninstall (an agent upgrade re-runs its init container): the same bytes as the
+  // first time, and uninstall still brings the original back.
+  auto r = installer.install();
+  ASSERT_TRUE(r) << r.error().str();
+  EXPECT_EQ(slurp(confDir_ / GetParam().output), slurp(kFixtures / GetParam().expected));
+  ASSERT_TRUE(installer.uninstall());
+  EXPECT_EQ(listDir(confDir_), std::set<std::string>{GetParam().input});
+  EXPECT_EQ(slurp(in), slurp(kFixtures / GetParam().input));
+  EXPECT_TRUE(listDir(binDir_).empty());
+}
+
 INSTANTIATE_TEST_SUITE_P(Fixtures, CniInstallerGoldenTest,
                          ::testing::Values(Golden{"10-calico.conflist", "10-calico.conflist",
                                                   "10-calico.conflist.expected"},
@@ -479,6 +511,37 @@ TEST_F(CniInstallerTest, CommandInstallsAndUninstalls) {
   ASSERT_EQ(rc, 0) << err2.str();
   EXPECT_EQ(slurp(confDir_ / "10-flannel.conf"), slurp(kFixtures / "10-flannel.conf"));
   EXPECT_FALSE(fs::exists(binDir_ / "tollgate-cni"));
+}
+
+TEST_F(CniInstallerTest, CommandWarnsWhenThePrimaryDeclaresAVersionThePluginRejects) {
+  // Calico's manifests still write cniVersion 0.3.1; tollgate-cni would fail every ADD with it.
+  copyFixture("10-calico.conflist");
+  std::ostringstream out, err;
+  ASSERT_EQ(
+      runCniInstallCommand({"install-cni", "--cni-bin-dir", binDir_.string(), "--cni-conf-dir",
+                            confDir_.string(), "--plugin", plugin_.string()},
+                           out, err),
+      0)
+      << err.str();
+  EXPECT_NE(err.str().find("WARNING: " + (confDir_ / "10-calico.conflist").string() +
+                           " declares cniVersion 0.3.1"),
+            std::string::npos)
+      << err.str();
+  // Installed all the same: the pods fail closed, and the operator has been told why.
+  EXPECT_EQ(slurp(confDir_ / "10-calico.conflist"),
+            slurp(kFixtures / "10-calico.conflist.expected"));
+
+  fs::remove_all(confDir_);
+  fs::create_directories(confDir_);
+  copyFixture("10-bridge.conflist");  // cniVersion 1.0.0
+  std::ostringstream out2, err2;
+  ASSERT_EQ(
+      runCniInstallCommand({"install-cni", "--cni-bin-dir", binDir_.string(), "--cni-conf-dir",
+                            confDir_.string(), "--plugin", plugin_.string()},
+                           out2, err2),
+      0)
+      << err2.str();
+  EXPECT_EQ(err2.str().find("WARNING"), std::string::npos) << err2.str();
 }
 
 TEST_F(CniInstallerTest, CommandRejectsBadUsage) {

@@ -40,5 +40,20 @@ TEST(AgentOptionsTest, BadValuesAreErrors) {
   EXPECT_FALSE(parseOptions({"--config-dir"}));
 }
 
+TEST(AgentOptionsTest, DrainTime) {
+  auto d = parseOptions({"--config-dir", "/c"});
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->drainTime, std::chrono::seconds(30));
+  auto o = parseOptions({"--config-dir", "/c", "--drain-time", "90s"});
+  ASSERT_TRUE(o) << o.error().str();
+  EXPECT_EQ(o->drainTime, std::chrono::seconds(90));
+  auto zero = parseOptions({"--config-dir=/c", "--drain-time=0"});
+  ASSERT_TRUE(zero);
+  EXPECT_EQ(zero->drainTime.count(), 0);
+  EXPECT_FALSE(parseOptions({"--config-dir", "/c", "--drain-time", "10ms"}));
+  EXPECT_FALSE(parseOptions({"--config-dir", "/c", "--drain-time", "soon"}));
+  EXPECT_NE(usage().find("--drain-time"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace tollgate::agent
