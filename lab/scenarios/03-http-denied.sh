@@ -9,7 +9,9 @@ expected "client GET http://blocked.test/ -> 403 with x-tollgate-denied; blocked
 mark blocked.test
 access_log_mark
 metric_mark tollgate_connections_total decision=deny reason=not_in_registry
-pod_curl client -- http://blocked.test/
+# Strict DNS answers blocked.test NXDOMAIN (scenario 33); --resolve makes the app connect anyway,
+# so the proxy's own decision is what is checked.
+pod_curl client -- --resolve "blocked.test:80:$blocked" http://blocked.test/
 observe "status=$CURL_CODE"
 [[ $CURL_CODE == 403 ]] || fail "want 403, got rc=$CURL_RC status=$CURL_CODE: $CURL_OUT"
 if denied_header; then observe "x-tollgate-denied present"; else

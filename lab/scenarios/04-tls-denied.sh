@@ -9,7 +9,9 @@ expected "client GET https://blocked.test/ -> connection reset (curl rc 35/56); 
 mark blocked.test
 access_log_mark
 metric_mark tollgate_connections_total decision=deny reason=not_in_registry
-pod_curl client -- --cacert "$LAB_CA" https://blocked.test/
+# Strict DNS answers blocked.test NXDOMAIN (scenario 33); --resolve makes the app connect anyway,
+# so the proxy's own decision is what is checked.
+pod_curl client -- --resolve "blocked.test:443:$blocked" --cacert "$LAB_CA" https://blocked.test/
 observe "curl rc=$CURL_RC status=$CURL_CODE"
 [[ $CURL_RC == 35 || $CURL_RC == 56 ]] || fail "want curl rc 35 or 56 (reset), got $CURL_RC: $CURL_OUT"
 grep -qi 'reset' <<<"$CURL_OUT" || fail "curl did not report a reset: $(grep '^curl' <<<"$CURL_OUT")"

@@ -11,11 +11,12 @@ access_log_mark
 metric_mark tollgate_connections_total decision=deny reason=not_in_registry
 metric_mark tollgate_pod_nft_packets_total pod=default/client counter=drop_udp
 udp_before=$(witness to_blocked_udp)
-pod_curl client --uid 1337 -- http://blocked.test/
+# --resolve: strict DNS NXDOMAINs blocked.test (scenario 33); the proxy's decision is checked here.
+pod_curl client --uid 1337 -- --resolve "blocked.test:80:$blocked" http://blocked.test/
 observe "http status=$CURL_CODE"
 [[ $CURL_CODE == 403 ]] || fail "http: want 403, got rc=$CURL_RC status=$CURL_CODE"
 denied_header || fail "http: no x-tollgate-denied header"
-pod_curl client --uid 1337 -- --cacert "$LAB_CA" https://blocked.test/
+pod_curl client --uid 1337 -- --resolve "blocked.test:443:$blocked" --cacert "$LAB_CA" https://blocked.test/
 observe "https rc=$CURL_RC"
 [[ $CURL_RC == 35 || $CURL_RC == 56 ]] || fail "https: want curl rc 35/56 (reset), got $CURL_RC"
 udp_send client --uid 1337 -- "$blocked" 443 >/dev/null

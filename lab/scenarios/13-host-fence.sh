@@ -18,8 +18,11 @@ mark blocked.test
 before=$(witness from_pods)
 metric_mark tollgate_fence_packets_total counter=fence_drop
 expect_ok "nft delete table inet tollgate" lab_exec "$pod" --root -- nft delete table inet tollgate
-expect_fail "http as root" lab_exec "$pod" --root -- "${CURL[@]}" -f http://blocked.test/
-expect_fail "https as root" lab_exec "$pod" --root -- "${CURL[@]}" --cacert "$LAB_CA" https://blocked.test/
+# --resolve: with its table gone the pod's DNS is dropped by the fence too; the TCP itself must be.
+expect_fail "http as root" lab_exec "$pod" --root -- "${CURL[@]}" -f --resolve "blocked.test:80:$blocked" \
+  http://blocked.test/
+expect_fail "https as root" lab_exec "$pod" --root -- "${CURL[@]}" --cacert "$LAB_CA" \
+  --resolve "blocked.test:443:$blocked" https://blocked.test/
 expect_fail "ping as root" lab_exec "$pod" --root -- ping -n -c 1 -W 1 "$blocked"
 udp_send "$pod" --root -- "$blocked" 443 >/dev/null
 sleep 0.3

@@ -3,7 +3,7 @@
 # Scenario 16 restarts the agent.
 source "$(dirname "$0")/lib.sh"
 require_protected client
-expected "after SIGKILL of the agent: http://httpbin.test/ refused, https://blocked.test/ fails," \
+expected "after SIGKILL of the agent: http://httpbin.test/ refused, https://blocked.test/ fails, DNS unanswered," \
   "table inet tollgate still in the pod; servers untouched; a new pod cannot start (CNI ADD fails)"
 
 lab agent status >/dev/null 2>&1 || fail "precondition: agent not running"
@@ -11,11 +11,15 @@ lab agent kill >/dev/null 2>&1
 lab agent status >/dev/null 2>&1 && fail "agent still running after kill"
 mark httpbin.test
 mark blocked.test
-pod_curl client -- http://httpbin.test/headers
+# --resolve: DNS fails too with the agent down (checked below); the TCP itself must be refused.
+httpbin=$(lab_addr httpbin.test)
+pod_curl client -- --resolve "httpbin.test:80:$httpbin" http://httpbin.test/headers
 observe "httpbin rc=$CURL_RC status=$CURL_CODE"
 [[ $CURL_RC != 0 && $CURL_CODE == 000 ]] || fail "httpbin answered with the agent down: status $CURL_CODE"
-pod_curl client -- --cacert "$LAB_CA" https://blocked.test/
+pod_curl client -- --resolve "blocked.test:443:$(lab_addr blocked.test)" --cacert "$LAB_CA" https://blocked.test/
 [[ $CURL_RC != 0 ]] || fail "blocked.test answered with the agent down"
+# DNS goes to the (dead) DNS proxy port: no answer, and nothing reaches a resolver.
+expect_fail "dig with the agent down" lab_exec client -- dig +time=1 +tries=1 httpbin.test A
 expect_ok "table inet tollgate present" lab_exec client --root -- nft list table inet tollgate
 untouched httpbin.test
 untouched blocked.test

@@ -18,7 +18,8 @@ done
 observe "httpbin 200 after ${ok_after:-never (10000+)} ms"
 [[ -n $ok_after ]] || fail "httpbin not reachable 10 s after the agent restarted"
 mark blocked.test
-pod_curl client -- http://blocked.test/
+# --resolve: strict DNS NXDOMAINs blocked.test (scenario 33); the proxy's decision is checked here.
+pod_curl client -- --resolve "blocked.test:80:$(lab_addr blocked.test)" http://blocked.test/
 observe "blocked status=$CURL_CODE"
 [[ $CURL_CODE == 403 ]] && denied_header || fail "blocked.test: want 403 with x-tollgate-denied, got $CURL_CODE"
 untouched blocked.test

@@ -84,7 +84,8 @@ cleanup
 trap - EXIT
 deadline=$((SECONDS + 10))
 while :; do
-  pod_curl client -- http://mtls.test:443/
+  # --resolve: without its ServiceEntry strict DNS NXDOMAINs mtls.test; the proxy must deny it too.
+  pod_curl client -- --resolve "mtls.test:443:$mtls" http://mtls.test:443/
   [[ $CURL_CODE == 403 ]] && break
   ((SECONDS < deadline)) || break
   sleep 0.3
