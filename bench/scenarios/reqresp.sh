@@ -1,0 +1,290 @@
+# reqresp: 1 KB HTTP responses at a fixed rate (h2load --h1 --rps, 1,000 rps in total over 4, 16
+# and 64 connections), pod -> external name through the node proxy and the gateway (HTTP/2 CONNECT
+# mTLS tunnel), against direct and against an HAProxy pair (ssl client on the node -> ssl verify
+# required on the gateway). Latency added over direct, proxy CPU per 1,000 requests, proxy RSS.
+# shellcheck shell=bash disable=SC2154  # set by bench/lib.sh and bench_spawn (printf -v)
+bench_require_root
+bench_lab_up
+
+secs=${BENCH_REQRESP_SECONDS:-10}
+conns_list=(4 16 64)
+rate=${BENCH_REQRESP_RPS:-1000}
+if [[ $BENCH_SMOKE == 1 ]]; then
+  secs=2
+  conns_list=(4)
+fi
+name=bench.httpbin.test   # the lab resolver answers every name under httpbin.test with its address
+srv_addr=$(bench_lab addr httpbin.test)
+srv_port=8081
+gw_addr=$(bench_lab addr gateway)
+hap_node_port=15201
+hap_gw_port=15208
+
+# The server: a separate nginx in tg-net on httpbin.test's address, port 8081, answering every
+# request with a 1,024-byte body (the lab's own nginx proxies to a python echo server).
+body=$(printf 'x%.0s' $(seq 1 1024))
+mkdir -p "$BENCH_WORK/nginx-srv"
+cat >"$BENCH_WORK/nginx-srv/nginx.conf" <<CFG
+daemon off;
+worker_processes 1;
+pid $BENCH_WORK/nginx-srv/nginx.pid;
+error_log $BENCH_WORK/nginx-srv/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  keepalive_timeout 300s;
+  client_body_temp_path $BENCH_WORK/nginx-srv/body;
+  proxy_temp_path $BENCH_WORK/nginx-srv/proxy;
+  fastcgi_temp_path $BENCH_WORK/nginx-srv/fastcgi;
+  uwsgi_temp_path $BENCH_WORK/nginx-srv/uwsgi;
+  scgi_temp_path $BENCH_WORK/nginx-srv/scgi;
+  server {
+    listen $srv_addr:$srv_port;
+    default_type text/plain;
+    location / { return 200 "$body"; }
+  }
+}
+CFG
+bench_spawn srv_pid "$BENCH_WORK/nginx-srv.log" \
+  bench_ns net nginx -p "$BENCH_WORK/nginx-srv" -c "$BENCH_WORK/nginx-srv/nginx.conf"
+bench_note_cmd "ip netns exec $LAB_NS_NET nginx -c nginx.conf  # listen $srv_addr:$srv_port; return 200 <1,024 bytes>; worker_processes 1"
+bench_wait_tcp net "$srv_addr" "$srv_port"
+
+# The registry entry that allows the pod -> $name:$srv_port (agent and gateway share the config).
+bench_config 90-bench-reqresp.yaml "# written by bench/scenarios/reqresp.sh
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: bench-reqresp
+  namespace: default
+spec:
+  hosts: [\"$name\"]
+  location: MESH_EXTERNAL
+  resolution: DNS
+  ports:
+  - number: $srv_port
+    name: http
+    protocol: HTTP"
+
+bench_add_pod bench-cli
+
+# The HAProxy pair: certificates from the lab's mesh CA (the same CA as tollgate's SVIDs). The
+# gateway side reuses the gateway's SVID; the node side gets a client SVID issued here.
+pki=$BENCH_WORK/pki
+mkdir -p "$pki"
+ca=$LAB_STATE/ca
+openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$pki/client-key.pem" 2>/dev/null
+openssl req -new -key "$pki/client-key.pem" -subj "/O=tollgate bench" -out "$pki/client.csr" 2>/dev/null
+printf 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\nsubjectAltName=critical,URI:spiffe://cluster.local/ns/default/sa/bench\n' \
+  >"$pki/client.ext"
+openssl x509 -req -in "$pki/client.csr" -CA "$ca/ca-cert.pem" -CAkey "$ca/ca-key.pem" \
+  -set_serial "0x$(openssl rand -hex 16)" -days 1 -sha256 -extfile "$pki/client.ext" \
+  -out "$pki/client-leaf.pem" 2>/dev/null
+cat "$pki/client-leaf.pem" "$ca/cert-chain.pem" "$pki/client-key.pem" >"$pki/client.pem"
+cat "$ca/gateway.pem" "$ca/gateway-key.pem" >"$pki/gateway.pem"
+cat >"$BENCH_WORK/haproxy-node.cfg" <<CFG
+global
+  maxconn 4096
+  noreuseport
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+listen egress
+  bind 127.0.0.1:$hap_node_port
+  server gw $gw_addr:$hap_gw_port ssl crt $pki/client.pem ca-file $ca/root-cert.pem verify required
+CFG
+cat >"$BENCH_WORK/haproxy-gw.cfg" <<CFG
+global
+  maxconn 4096
+  noreuseport
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+listen ingress
+  bind $gw_addr:$hap_gw_port ssl crt $pki/gateway.pem ca-file $ca/root-cert.pem verify required
+  server srv $srv_addr:$srv_port
+CFG
+bench_spawn hap_gw_pid "$BENCH_WORK/haproxy-gw.log" bench_ns gw haproxy -db -f "$BENCH_WORK/haproxy-gw.cfg"
+bench_spawn hap_node_pid "$BENCH_WORK/haproxy-node.log" bench_ns node haproxy -db -f "$BENCH_WORK/haproxy-node.cfg"
+bench_note_cmd "ip netns exec $LAB_NS_GW haproxy -db -f haproxy-gw.cfg  # mode http; bind $gw_addr:$hap_gw_port ssl crt <gateway SVID> ca-file <mesh root> verify required; server $srv_addr:$srv_port"
+bench_note_cmd "ip netns exec $LAB_NS_NODE haproxy -db -f haproxy-node.cfg  # mode http; bind 127.0.0.1:$hap_node_port; server $gw_addr:$hap_gw_port ssl crt <client SVID> ca-file <mesh root> verify required"
+bench_wait_tcp gw "$gw_addr" "$hap_gw_port"
+bench_wait_tcp node 127.0.0.1 "$hap_node_port"
+bench_alive "$srv_pid" "nginx (server)"
+bench_alive "$hap_gw_pid" "haproxy (gateway)"
+bench_alive "$hap_node_pid" "haproxy (node)"
+
+agent_pid=$(bench_agent_pid)
+gateway_pid=$(bench_gateway_pid)
+
+bench_notes <<EOF
+- Server: nginx (1 worker, access log off) in tg-net on $srv_addr:$srv_port (httpbin.test's
+  address), every response a 1,024-byte body; \`$name\` resolves to it through the lab resolver.
+  ServiceEntry \`$name:$srv_port\` (HTTP) in lab config \`90-bench-reqresp.yaml\`.
+- **direct**: h2load in the node netns ($LAB_NS_NODE, no tollgate on this path) to
+  http://$name:$srv_port/ (node -> tg-net).
+- **tollgate**: h2load in pod bench-cli (enrolled): nft redirect to the agent's listener in the
+  pod netns, HTTP sniff + decision (allow registry), HTTP/2 CONNECT stream over the pooled TLS 1.3
+  mTLS tunnel (pod SVID) to tollgate-gateway on $gw_addr:15008, which re-decides and connects to
+  nginx. Proxy processes: tollgate-agent + tollgate-gateway.
+- **haproxy**: h2load in the node netns to HAProxy \`mode http\` on 127.0.0.1:$hap_node_port
+  (node), \`server ... ssl crt <client cert from the mesh CA> ca-file <mesh root> verify required\`
+  to HAProxy \`mode http\` on $gw_addr:$hap_gw_port in the gateway netns (\`bind ... ssl crt
+  <gateway SVID> ca-file <mesh root> verify required\`), which forwards to nginx. Same hops as
+  tollgate (loopback, node -> gateway link, gateway -> node -> tg-net). Default \`http-reuse safe\`
+  (server-side connection reuse, like tollgate's pooled tunnels); HAProxy verifies the chain, not the
+  gateway's IP SAN.
+- h2load \`--h1 -c C --rps $rate/C -D $secs --warm-up-time 1\` ($rate requests/s in total),
+  latency per request from \`--log-file\` (start to end of response); percentiles over all
+  requests of a run; tables give the median over rounds.
+- CPU: utime+stime of the proxy processes over the run (/proc/<pid>/stat) per 1,000 completed
+  requests; RSS: VmRSS summed over the proxy processes after the run.
+EOF
+
+run_h2load() {  # <target> <conns>: prints "p50 p90 p99 completed failed" (latencies in ms)
+  local target=$1 c=$2 where url
+  local per
+  per=$(awk -v r="$rate" -v c="$c" 'BEGIN{printf "%g", r / c}')
+  case $target in
+  direct) where=node url=http://$name:$srv_port/ ;;
+  tollgate) where=pod url=http://$name:$srv_port/ ;;
+  haproxy) where=node url=http://127.0.0.1:$hap_node_port/ ;;
+  esac
+  local log=$BENCH_WORK/h2load-$target-$c.log
+  rm -f "$log"
+  local cmd=(h2load --h1 -c "$c" --rps "$per" -D "$secs" --warm-up-time 1 --log-file "$log" "$url")
+  local out
+  if [[ $where == pod ]]; then
+    bench_note_cmd "tollgate-lab exec bench-cli -- ${cmd[*]}   # $target"
+    # uid 1000 cannot write into BENCH_WORK (mode 700): the log goes through a world-writable dir.
+    local plog
+    plog=$(mktemp -d /tmp/bench-h2load.XXXXXX)
+    chmod 777 "$plog"
+    cmd=(h2load --h1 -c "$c" --rps "$per" -D "$secs" --warm-up-time 1 --log-file "$plog/log" "$url")
+    out=$(bench_pod bench-cli "${cmd[@]}" 2>&1) || true
+    mv "$plog/log" "$log" 2>/dev/null || true
+    rm -rf "$plog"
+  else
+    bench_note_cmd "ip netns exec $LAB_NS_NODE ${cmd[*]}   # $target"
+    out=$(bench_ns node "${cmd[@]}" 2>&1) || true
+  fi
+  [[ -s $log ]] || {
+    bench_log "h2load $target c=$c wrote no log: $(tail -c 400 <<<"$out")"
+    return 1
+  }
+  python3 - "$log" <<'PY'
+import sys
+lat, failed = [], 0
+for line in open(sys.argv[1]):
+    parts = line.split()
+    if len(parts) < 3: continue
+    if parts[1] != "200":
+        failed += 1
+        continue
+    lat.append(int(parts[2]) / 1000.0)
+lat.sort()
+def pct(p):
+    return lat[min(len(lat) - 1, int(round(p * (len(lat) - 1))))] if lat else float("nan")
+print(f"{pct(0.5):.4f} {pct(0.9):.4f} {pct(0.99):.4f} {len(lat)} {failed}")
+PY
+}
+
+proxy_pids() {
+  case $1 in
+  tollgate) echo "$agent_pid $gateway_pid" ;;
+  haproxy) echo "$hap_node_pid $hap_gw_pid" ;;
+  esac
+}
+
+measure() {  # <target> <round>
+  local target=$1 c res p50 p90 p99 done_ failed cpu0 cpu1 pids
+  for c in "${conns_list[@]}"; do
+    local case="$c conns"
+    pids=$(proxy_pids "$target")
+    # shellcheck disable=SC2086
+    [[ -n $pids ]] && cpu0=$(bench_cpu_seconds_tree $pids)
+    res=$(run_h2load "$target" "$c") || bench_die "h2load $target c=$c failed"
+    read -r p50 p90 p99 done_ failed <<<"$res"
+    ((failed == 0)) || bench_log "warning: $target c=$c: $failed failed requests"
+    ((done_ > 0)) || bench_die "h2load $target c=$c: no successful request"
+    bench_sample "$case" "$target" p50_ms "$p50"
+    bench_sample "$case" "$target" p90_ms "$p90"
+    bench_sample "$case" "$target" p99_ms "$p99"
+    bench_sample "$case" "$target" failed "$failed"
+    bench_sample "$case" "$target" rps "$(awk -v n="$done_" -v s="$secs" 'BEGIN{printf "%.1f", n / s}')"
+    if [[ -n $pids ]]; then
+      # shellcheck disable=SC2086
+      cpu1=$(bench_cpu_seconds_tree $pids)
+      bench_sample "$case" "$target" cpu_s_per_1k \
+        "$(awk -v a="$cpu0" -v b="$cpu1" -v n="$done_" 'BEGIN{printf "%.5f", (b - a) / (n / 1000)}')"
+      # shellcheck disable=SC2086
+      bench_sample "$case" "$target" rss_mb \
+        "$(awk -v k="$(bench_rss_kb_tree $pids)" 'BEGIN{printf "%.2f", k / 1024}')"
+    fi
+  done
+}
+
+# One untimed request through each path proves it works before measuring.
+bench_pod bench-cli curl -sf -o /dev/null --max-time 5 "http://$name:$srv_port/" ||
+  bench_die "GET http://$name:$srv_port/ through tollgate failed (see $LAB_STATE/logs)"
+bench_ns node curl -sf -o /dev/null --max-time 5 "http://127.0.0.1:$hap_node_port/" ||
+  bench_die "GET through the HAProxy pair failed (see $BENCH_WORK/haproxy-*.log)"
+
+bench_rounds measure direct tollgate haproxy
+
+{
+  echo "### Latency added over direct"
+  echo
+  echo "Median over rounds of each run's percentile, minus direct's median (ms); in brackets the"
+  echo "ratio to the HAProxy pair's added latency."
+  echo
+  python3 -c "$_bench_py_stats"'
+rows, cases, targets = load(sys.argv[1])
+med = lambda c, t, m: statistics.median(rows[(c, t, m)]) if (c, t, m) in rows else None
+print("| case | direct p50 / p90 / p99 (ms) | target | added p50 | added p90 | added p99 |")
+print("|---|---|---|---|---|---|")
+for c in cases:
+    d = [med(c, "direct", m) for m in ("p50_ms", "p90_ms", "p99_ms")]
+    if None in d: continue
+    for t in targets:
+        if t == "direct" or med(c, t, "p50_ms") is None: continue
+        cells = []
+        for i, m in enumerate(("p50_ms", "p90_ms", "p99_ms")):
+            a = med(c, t, m) - d[i]
+            h = med(c, "haproxy", m)
+            ha = h - d[i] if h is not None else None
+            r = f" ({a / ha:.2f}x)" if ha and ha > 0 and t != "haproxy" else ""
+            cells.append(f"{a:+.3f}{r}")
+        print(f"| {c} | {d[0]:.3f} / {d[1]:.3f} / {d[2]:.3f} | {t} | " + " | ".join(cells) + " |")
+' "$BENCH_SAMPLES"
+  echo
+} | bench_report
+bench_table p99_ms "p99 latency" --unit ms --ref haproxy --lower-better
+bench_plot p99_ms "1 KB responses at $rate rps: p99 latency (median, min/max over rounds)" "ms"
+bench_table p50_ms "p50 latency" --unit ms --ref haproxy --lower-better
+bench_table cpu_s_per_1k "Proxy CPU per 1,000 requests (tollgate: agent + gateway; haproxy: both)" \
+  --unit "CPU s" --ref haproxy --lower-better
+bench_plot cpu_s_per_1k "Proxy CPU seconds per 1,000 requests" "CPU s / 1,000 requests"
+bench_table rss_mb "Proxy RSS after the run (summed over the proxy processes)" --unit MB --ref haproxy --lower-better
+bench_table rps "Completed requests per second" --unit req/s --ref haproxy
+goal=$(python3 -c "$_bench_py_stats"'
+rows, cases, _ = load(sys.argv[1])
+med = lambda c, t: statistics.median(rows[(c, t, "p99_ms")])
+out = []
+for c in cases:
+    try:
+        d, tg, hp = med(c, "direct"), med(c, "tollgate"), med(c, "haproxy")
+    except KeyError:
+        continue
+    ok = "met" if tg - d <= hp - d else "missed"
+    out.append(f"{c}: {tg - d:+.3f} ms vs {hp - d:+.3f} ms ({ok})")
+print("; ".join(out) or "-")
+' "$BENCH_SAMPLES")
+bench_report "Goal: added p99 <= the HAProxy pair's. $goal."
+bench_report_finish "1 KB request/response through the node proxy and gateway"
+cat "$BENCH_MD"
