@@ -114,8 +114,8 @@ void warnUnsupportedVersion(const std::string& confFile, std::ostream& err) {
   const auto& ok = cni::kSupportedVersions;
   if (std::find(ok.begin(), ok.end(), version) != ok.end()) return;
   err << "tollgate-agent install-cni: WARNING: " << confFile << " declares cniVersion " << version
-      << "; tollgate-cni accepts 0.4.0 and 1.0.0, so every pod ADD will fail (closed) until the "
-         "list's cniVersion is raised\n";
+      << "; tollgate-cni accepts " << cni::supportedVersionsText()
+      << ", so every pod ADD will fail (closed) until the list's cniVersion is changed\n";
   log::warn("cni", "{}: cniVersion {} is not accepted by tollgate-cni: every pod ADD will fail",
             confFile, version);
 }

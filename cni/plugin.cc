@@ -169,6 +169,15 @@ std::vector<std::string> podIpsFromResult(const YAML::Node& prevResult) {
   return ips;
 }
 
+std::string supportedVersionsText() {
+  std::string s;
+  for (size_t i = 0; i < kSupportedVersions.size(); ++i) {
+    if (i > 0) s += i + 1 == kSupportedVersions.size() ? " and " : ", ";
+    s += kSupportedVersions[i];
+  }
+  return s;
+}
+
 int run(const Environment& env, std::string_view stdinText, std::ostream& out, std::ostream& err) {
   const std::string command = envOr(env, "CNI_COMMAND");
   if (command == "VERSION") {
@@ -188,7 +197,8 @@ int run(const Environment& env, std::string_view stdinText, std::ostream& out, s
       kSupportedVersions.end()) {
     return printError(out, conf->cniVersion,
                       {kIncompatibleVersion, "unsupported cniVersion",
-                       "tollgate-cni supports 0.4.0 and 1.0.0, got " + conf->cniVersion});
+                       "tollgate-cni supports " + supportedVersionsText() + ", got " +
+                           conf->cniVersion});
   }
   const std::string& version = conf->cniVersion;
 
@@ -198,6 +208,11 @@ int run(const Environment& env, std::string_view stdinText, std::ostream& out, s
   } else if (command == "DEL") {
     op = enroll::EnrollRequest::DEL;
   } else if (command == "CHECK") {
+    if (version.starts_with("0.3.")) {
+      return printError(out, version,
+                        {kIncompatibleVersion, "CHECK is not defined for cniVersion " + version,
+                         "CHECK exists from cniVersion 0.4.0 on"});
+    }
     op = enroll::EnrollRequest::CHECK;
   } else {
     return printError(

@@ -1,6 +1,6 @@
 #pragma once
 
-// tollgate-cni: a chained CNI plugin (spec 1.0.0, also 0.4.0). On ADD it hands the pod's network
+// tollgate-cni: a chained CNI plugin (spec 1.0.0, also 0.4.0 and 0.3.x). On ADD it hands the pod's network
 // namespace to the agent over the enrollment socket and succeeds only once the agent replies that
 // redirection is in place; the previous plugin's result passes through unchanged.
 
@@ -19,7 +19,11 @@ namespace tollgate::cni {
 inline constexpr std::string_view kDefaultSocket = "/run/tollgate/cni.sock";
 inline constexpr int kDefaultTimeoutMs = 10000;
 inline constexpr std::string_view kSpecVersion = "1.0.0";
-inline const std::vector<std::string> kSupportedVersions = {"0.4.0", "1.0.0"};
+// 0.3.x: chaining and prevResult exist since 0.3.0 and ADD/DEL mean the same, so a primary list
+// that still declares 0.3.1 (Calico's manifests do) works; CHECK only exists from 0.4.0 on.
+inline const std::vector<std::string> kSupportedVersions = {"0.3.0", "0.3.1", "0.4.0", "1.0.0"};
+// "0.3.0, 0.3.1, 0.4.0 and 1.0.0", for messages.
+std::string supportedVersionsText();
 
 // CNI spec error codes (1-99 reserved by the spec) and tollgate's own (100+). The agent's replies
 // carry their own codes from 100 up; the plugin's own failures use the 190s so the two never mix.

@@ -514,8 +514,12 @@ TEST_F(CniInstallerTest, CommandInstallsAndUninstalls) {
 }
 
 TEST_F(CniInstallerTest, CommandWarnsWhenThePrimaryDeclaresAVersionThePluginRejects) {
-  // Calico's manifests still write cniVersion 0.3.1; tollgate-cni would fail every ADD with it.
-  copyFixture("10-calico.conflist");
+  // A list from before chaining existed (cniVersion 0.2.0): tollgate-cni would fail every ADD.
+  auto old = slurp(kFixtures / "10-calico.conflist");
+  auto at = old.find("\"0.3.1\"");
+  ASSERT_NE(at, std::string::npos);
+  std::ofstream(confDir_ / "10-calico.conflist", std::ios::binary)
+      << old.replace(at, 7, "\"0.2.0\"");
   std::ostringstream out, err;
   ASSERT_EQ(
       runCniInstallCommand({"install-cni", "--cni-bin-dir", binDir_.string(), "--cni-conf-dir",
@@ -524,10 +528,22 @@ TEST_F(CniInstallerTest, CommandWarnsWhenThePrimaryDeclaresAVersionThePluginReje
       0)
       << err.str();
   EXPECT_NE(err.str().find("WARNING: " + (confDir_ / "10-calico.conflist").string() +
-                           " declares cniVersion 0.3.1"),
+                           " declares cniVersion 0.2.0"),
             std::string::npos)
       << err.str();
-  // Installed all the same: the pods fail closed, and the operator has been told why.
+
+  // Calico's own 0.3.1 is accepted: installed without a warning.
+  fs::remove_all(confDir_);
+  fs::create_directories(confDir_);
+  copyFixture("10-calico.conflist");
+  std::ostringstream out1, err1;
+  ASSERT_EQ(
+      runCniInstallCommand({"install-cni", "--cni-bin-dir", binDir_.string(), "--cni-conf-dir",
+                            confDir_.string(), "--plugin", plugin_.string()},
+                           out1, err1),
+      0)
+      << err1.str();
+  EXPECT_EQ(err1.str().find("WARNING"), std::string::npos) << err1.str();
   EXPECT_EQ(slurp(confDir_ / "10-calico.conflist"),
             slurp(kFixtures / "10-calico.conflist.expected"));
 

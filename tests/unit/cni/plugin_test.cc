@@ -120,7 +120,9 @@ std::string unusedSocketPath() {
 TEST(CniPlugin, VersionPrintsSupportedVersions) {
   std::ostringstream out, err;
   EXPECT_EQ(run({{"CNI_COMMAND", "VERSION"}}, "", out, err), 0);
-  EXPECT_EQ(out.str(), "{\"cniVersion\":\"1.0.0\",\"supportedVersions\":[\"0.4.0\",\"1.0.0\"]}\n");
+  EXPECT_EQ(out.str(),
+            "{\"cniVersion\":\"1.0.0\",\"supportedVersions\":[\"0.3.0\",\"0.3.1\",\"0.4.0\","
+            "\"1.0.0\"]}\n");
 }
 
 TEST(CniPlugin, AddSendsNetnsFdAndPodAndPassesPrevResultThrough) {
@@ -152,6 +154,24 @@ TEST(CniPlugin, AddAcceptsCniVersion040) {
   EXPECT_EQ(run(addEnv(), netConf(agent.path(), "", "0.4.0"), out, err), 0) << out.str();
   agent.finish();
   EXPECT_EQ(agent.request().op(), enroll::EnrollRequest::ADD);
+}
+
+TEST(CniPlugin, CniVersion031ListsEnrollButHaveNoCheck) {
+  // A primary list declaring 0.3.1 (Calico's manifests): ADD enrolls and passes prevResult on.
+  {
+    FakeAgent agent(okReply());
+    std::ostringstream out, err;
+    EXPECT_EQ(run(addEnv(), netConf(agent.path(), "", "0.3.1"), out, err), 0) << out.str();
+    agent.finish();
+    EXPECT_EQ(agent.request().op(), enroll::EnrollRequest::ADD);
+    EXPECT_EQ(out.str(), std::string(kPrevResult) + "\n");
+  }
+  // CHECK is not part of 0.3.x: refused without asking the agent.
+  std::ostringstream out, err;
+  EXPECT_EQ(run(addEnv("CHECK"), netConf(unusedSocketPath(), "", "0.3.1"), out, err), 1);
+  EXPECT_NE(out.str().find("\"code\":1,"), std::string::npos) << out.str();
+  EXPECT_NE(out.str().find("CHECK is not defined for cniVersion 0.3.1"), std::string::npos)
+      << out.str();
 }
 
 TEST(CniPlugin, AddFailsWhenAgentRefuses) {
@@ -251,8 +271,10 @@ TEST(CniPlugin, BadInputGetsSpecErrors) {
   EXPECT_NE(out.str().find("\"code\":6"), std::string::npos) << out.str();
 
   out.str("");
-  EXPECT_EQ(run(addEnv(), netConf("/x", "", "0.3.1"), out, err), 1);
+  EXPECT_EQ(run(addEnv(), netConf("/x", "", "0.2.0"), out, err), 1);
   EXPECT_NE(out.str().find("\"code\":1,"), std::string::npos) << out.str();
+  EXPECT_NE(out.str().find("supports 0.3.0, 0.3.1, 0.4.0 and 1.0.0"), std::string::npos)
+      << out.str();
 
   out.str("");
   auto env = addEnv();
