@@ -343,7 +343,7 @@ bench_rss_kb_tree() {
 # verify required` to HAProxy on <gateway>:<gw port> in the gateway netns (`bind ... ssl ... verify
 # required`), which forwards to <srv addr>:<srv port>. Default `http-reuse` is HAProxy's (safe: the
 # first request of a client connection gets its own server connection). Sets BENCH_HAP_NODE_PID,
-# BENCH_HAP_GW_PID. (Added by the churn helper; reqresp.sh still has its own copy inline.)
+# BENCH_HAP_GW_PID. Used by reqresp.sh and churn.sh.
 bench_haproxy_pair_up() {
   local srv_addr=$1 srv_port=$2 node_port=$3 gw_port=$4 reuse=${5:-} ca=$LAB_STATE/ca
   local pki=$BENCH_WORK/pki-hap gw_addr
@@ -364,6 +364,7 @@ bench_haproxy_pair_up() {
   cat >"$BENCH_WORK/haproxy-node-$tag.cfg" <<CFG
 global
   maxconn 4096
+  noreuseport
 defaults
   mode http
   timeout connect 5s
@@ -377,6 +378,7 @@ CFG
   cat >"$BENCH_WORK/haproxy-gw-$tag.cfg" <<CFG
 global
   maxconn 4096
+  noreuseport
 defaults
   mode http
   timeout connect 5s

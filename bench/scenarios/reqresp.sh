@@ -69,52 +69,11 @@ spec:
 
 bench_add_pod bench-cli
 
-# The HAProxy pair: certificates from the lab's mesh CA (the same CA as tollgate's SVIDs). The
-# gateway side reuses the gateway's SVID; the node side gets a client SVID issued here.
-pki=$BENCH_WORK/pki
-mkdir -p "$pki"
-ca=$LAB_STATE/ca
-openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$pki/client-key.pem" 2>/dev/null
-openssl req -new -key "$pki/client-key.pem" -subj "/O=tollgate bench" -out "$pki/client.csr" 2>/dev/null
-printf 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\nsubjectAltName=critical,URI:spiffe://cluster.local/ns/default/sa/bench\n' \
-  >"$pki/client.ext"
-openssl x509 -req -in "$pki/client.csr" -CA "$ca/ca-cert.pem" -CAkey "$ca/ca-key.pem" \
-  -set_serial "0x$(openssl rand -hex 16)" -days 1 -sha256 -extfile "$pki/client.ext" \
-  -out "$pki/client-leaf.pem" 2>/dev/null
-cat "$pki/client-leaf.pem" "$ca/cert-chain.pem" "$pki/client-key.pem" >"$pki/client.pem"
-cat "$ca/gateway.pem" "$ca/gateway-key.pem" >"$pki/gateway.pem"
-cat >"$BENCH_WORK/haproxy-node.cfg" <<CFG
-global
-  maxconn 4096
-  noreuseport
-defaults
-  mode http
-  timeout connect 5s
-  timeout client 60s
-  timeout server 60s
-listen egress
-  bind 127.0.0.1:$hap_node_port
-  server gw $gw_addr:$hap_gw_port ssl crt $pki/client.pem ca-file $ca/root-cert.pem verify required
-CFG
-cat >"$BENCH_WORK/haproxy-gw.cfg" <<CFG
-global
-  maxconn 4096
-  noreuseport
-defaults
-  mode http
-  timeout connect 5s
-  timeout client 60s
-  timeout server 60s
-listen ingress
-  bind $gw_addr:$hap_gw_port ssl crt $pki/gateway.pem ca-file $ca/root-cert.pem verify required
-  server srv $srv_addr:$srv_port
-CFG
-bench_spawn hap_gw_pid "$BENCH_WORK/haproxy-gw.log" bench_ns gw haproxy -db -f "$BENCH_WORK/haproxy-gw.cfg"
-bench_spawn hap_node_pid "$BENCH_WORK/haproxy-node.log" bench_ns node haproxy -db -f "$BENCH_WORK/haproxy-node.cfg"
-bench_note_cmd "ip netns exec $LAB_NS_GW haproxy -db -f haproxy-gw.cfg  # mode http; bind $gw_addr:$hap_gw_port ssl crt <gateway SVID> ca-file <mesh root> verify required; server $srv_addr:$srv_port"
-bench_note_cmd "ip netns exec $LAB_NS_NODE haproxy -db -f haproxy-node.cfg  # mode http; bind 127.0.0.1:$hap_node_port; server $gw_addr:$hap_gw_port ssl crt <client SVID> ca-file <mesh root> verify required"
-bench_wait_tcp gw "$gw_addr" "$hap_gw_port"
-bench_wait_tcp node 127.0.0.1 "$hap_node_port"
+# The HAProxy pair (bench/lib.sh): certificates from the lab's mesh CA, the same CA as
+# tollgate's SVIDs; HAProxy's default http-reuse.
+bench_haproxy_pair_up "$srv_addr" "$srv_port" "$hap_node_port" "$hap_gw_port"
+hap_gw_pid=$BENCH_HAP_GW_PID
+hap_node_pid=$BENCH_HAP_NODE_PID
 bench_alive "$srv_pid" "nginx (server)"
 bench_alive "$hap_gw_pid" "haproxy (gateway)"
 bench_alive "$hap_node_pid" "haproxy (node)"
