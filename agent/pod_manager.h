@@ -73,7 +73,8 @@ class PodManager {
     std::string error;  // why the repair failed
   };
   // Verifies every enrolled pod's rules and listeners and repairs what drifted (reinstall,
-  // re-create), all under the enrollment lock. Returns only the pods that had drifted.
+  // re-create), each pod under the enrollment lock (taken per pod, so ADDs are not held up for
+  // a whole pass). Returns only the pods that had drifted.
   // Defined in agent/reconciler.cc.
   std::vector<Repair> reconcileAll();
   // Every enrolled pod's netns ("<ns>/<name>", handle), for the reconciler's nftables event

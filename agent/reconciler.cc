@@ -27,9 +27,23 @@ constexpr std::string_view kLog = "reconcile";
 // needs the pod table and the enrollment lock.
 std::vector<PodManager::Repair> PodManager::reconcileAll() {
   std::vector<Repair> out;
-  std::lock_guard lock(mu_);
-  if (!redirect_) return out;  // no config: nothing to compare against (ADD is refused too)
-  for (auto& [key, pod] : pods_) {
+  // The enrollment lock is taken per pod, not for the whole pass: verifying a pod costs an nft
+  // listing in its netns (milliseconds), and an ADD arriving during a pass over hundreds of pods
+  // would otherwise wait for all of them. Each pod is still checked and repaired under the lock,
+  // so a repair never races an ADD, DEL or CHECK of the same pod; a pod DELeted meanwhile is
+  // skipped, one ADDed meanwhile waits for the next pass.
+  std::vector<std::string> keys;
+  {
+    std::lock_guard lock(mu_);
+    keys.reserve(pods_.size());
+    for (const auto& entry : pods_) keys.push_back(entry.first);
+  }
+  for (const auto& key : keys) {
+    std::lock_guard lock(mu_);
+    if (!redirect_) return out;  // no config: nothing to compare against (ADD is refused too)
+    auto it = pods_.find(key);
+    if (it == pods_.end()) continue;
+    auto& pod = it->second;
     Repair r;
     r.pod = pod->request.pod().namespace_() + "/" + pod->request.pod().name();
     std::vector<std::string> drifted;

@@ -19,11 +19,12 @@ if [[ $BENCH_SMOKE == 1 ]]; then
   settle=1
 fi
 
-churn_server_up
-churn_set_entries 10
 for ((h = 1; h <= holders; h++)); do
   bench_add_pod "bench-hold-$h" --service-account "hold-$h"
 done
+CHURN_PROBE_POD=bench-hold-1  # this scenario has no bench-churn pod (run on its own, too)
+churn_server_up
+churn_set_entries 10
 churn_tune_netns
 for ((h = 1; h <= holders; h++)); do churn_wait_path "bench-hold-$h"; done
 

@@ -27,6 +27,9 @@ for k in sys.argv[2:]:
 print(" ".join(out))' "$1" "${@:2}"
 }
 
+# The pod through which churn_set_entries/churn_agent_mode check that the path works again.
+CHURN_PROBE_POD=${CHURN_PROBE_POD:-bench-churn}
+
 churn_server_up() {
   bench_ns net ip addr replace "$CHURN_ADDR/32" dev lo
   mkdir -p "$BENCH_WORK/churn-nginx"
@@ -109,7 +112,7 @@ churn_agent_mode() {
     bench_die "agent restart ($want) failed (see $LAB_STATE/logs/agent.log)"
   bench_note_cmd "TOLLGATE_AGENT_EXTRA_ARGS='$extra' tollgate-lab agent restart   # $want"
   CHURN_AGENT_MODE=$want
-  churn_wait_path bench-churn
+  churn_wait_path "$CHURN_PROBE_POD"
 }
 
 # churn_wait_reloads <agent ok before> <gateway ok before> <secs>: both reloaded, or die (also on a
@@ -169,7 +172,7 @@ churn_set_entries() {
   bench_log "$total ServiceEntries loaded (${took}s)"
   bench_note_cmd "# $total ServiceEntries: $((fill)) generated in $CHURN_SCALE_FILE (svc-<i>.scale.bench, HTTP/80)"
   CHURN_SE_TOTAL=$total
-  churn_wait_path bench-churn
+  churn_wait_path "$CHURN_PROBE_POD"
 }
 
 # The HAProxy pair (bench_haproxy_pair_up in bench/lib.sh) in front of the churn server, twice:
