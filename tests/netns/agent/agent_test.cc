@@ -187,7 +187,7 @@ spec:
   resolution: DNS
 )";
   // No hook to await: poll the snapshot pointer (inotify should make this ~100 ms).
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   while (agent_->snapshot() == before && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }

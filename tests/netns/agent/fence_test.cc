@@ -97,7 +97,7 @@ class HostFenceTest : public ::testing::Test {
     return waitCounter([&] { return fence_->counters(node()); }, name, min);
   }
   // Connects from the pod; true when the TCP handshake completes within the timeout.
-  bool podConnects(const std::string& ip, uint16_t port, int timeoutMs = 3000) {
+  bool podConnects(const std::string& ip, uint16_t port, int timeoutMs = kHangMs) {
     auto c = tcpConnectStart(pod(), ip, port);
     return c.has_value() && waitConnected(c->get(), timeoutMs) == 0;
   }
@@ -111,7 +111,7 @@ TEST_F(HostFenceTest, DropsAndCountsPodTrafficLeavingTheCluster) {
   auto server = tcpListen(net(), kExternal, 8080);
   ASSERT_TRUE(server.has_value()) << server.error().message;
   ASSERT_TRUE(podConnects(kExternal, 8080)) << "topology broken: no route before the fence";
-  ASSERT_TRUE(acceptWithin(server->get(), 3000).has_value());
+  ASSERT_TRUE(acceptWithin(server->get(), kHangMs).has_value());
 
   install();
   auto c = tcpConnectStart(pod(), kExternal, 8080);
@@ -141,11 +141,11 @@ TEST_F(HostFenceTest, GatewayPortAndClusterDestinationsPass) {
   install();
 
   EXPECT_TRUE(podConnects(kGateway, kGatewayPort)) << "gateway tunnel port blocked";
-  EXPECT_TRUE(acceptWithin(gateway->get(), 3000).has_value());
+  EXPECT_TRUE(acceptWithin(gateway->get(), kHangMs).has_value());
   EXPECT_GE(counter(kCounterFenceGateway, 1), 1u);
 
   EXPECT_TRUE(podConnects(kClusterPeer, 8080)) << "in-cluster destination blocked";
-  EXPECT_TRUE(acceptWithin(cluster->get(), 3000).has_value());
+  EXPECT_TRUE(acceptWithin(cluster->get(), kHangMs).has_value());
 
   // The gateway port on another external address is not the gateway.
   auto c = tcpConnectStart(pod(), kExternal, kGatewayPort);
@@ -168,11 +168,11 @@ TEST_F(HostFenceTest, NodeItselfOnlyForDnsAndReplies) {
   ASSERT_TRUE(client.has_value());
   ASSERT_EQ(sendTo(client->get(), kNodePodSide, 53, "query"), 0);
   sockaddr_storage from{};
-  ASSERT_EQ(recvWithin(resolver->get(), 3000, &from).value_or(""), "query");
+  ASSERT_EQ(recvWithin(resolver->get(), kHangMs, &from).value_or(""), "query");
   ASSERT_GE(::sendto(resolver->get(), "answer", 6, 0, reinterpret_cast<sockaddr*>(&from),
                      sizeof(sockaddr_in)),
             0);
-  EXPECT_EQ(recvWithin(client->get(), 3000).value_or(""), "answer");
+  EXPECT_EQ(recvWithin(client->get(), kHangMs).value_or(""), "answer");
   EXPECT_GE(counter(kCounterFenceDns, 1), 1u);
 
   // Any other node service is out of reach.
@@ -184,7 +184,7 @@ TEST_F(HostFenceTest, NodeItselfOnlyForDnsAndReplies) {
   // The node can still connect into the pod (kubelet probes): the pod's replies come back.
   auto probe = tcpConnectStart(node(), kPod, 7000);
   ASSERT_TRUE(probe.has_value());
-  EXPECT_EQ(waitConnected(probe->get(), 3000), 0) << "replies to node-initiated flows dropped";
+  EXPECT_EQ(waitConnected(probe->get(), kHangMs), 0) << "replies to node-initiated flows dropped";
 }
 
 TEST_F(HostFenceTest, PodAnswersConnectionsFromOutside) {
@@ -194,11 +194,11 @@ TEST_F(HostFenceTest, PodAnswersConnectionsFromOutside) {
 
   auto c = tcpConnectStart(net(), kPod, 7000);
   ASSERT_TRUE(c.has_value());
-  ASSERT_EQ(waitConnected(c->get(), 3000), 0) << "the pod's SYN-ACK did not pass the fence";
-  auto accepted = acceptWithin(podService->get(), 3000);
+  ASSERT_EQ(waitConnected(c->get(), kHangMs), 0) << "the pod's SYN-ACK did not pass the fence";
+  auto accepted = acceptWithin(podService->get(), kHangMs);
   ASSERT_TRUE(accepted.has_value());
   ASSERT_EQ(::send(accepted->get(), "hello", 5, 0), 5);
-  ASSERT_TRUE(readableWithin(c->get(), 3000));
+  ASSERT_TRUE(readableWithin(c->get(), kHangMs));
   char buf[8] = {};
   EXPECT_EQ(::recv(c->get(), buf, sizeof buf, 0), 5);
   EXPECT_EQ(counter(kCounterFenceDrop, 0), 0u);

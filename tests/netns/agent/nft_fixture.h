@@ -34,6 +34,11 @@ extern char** environ;
 
 namespace tollgate::agent::nft_testing {
 
+// The bound of every wait for something that must happen (a connect, an accept, a datagram, a
+// counter): it only catches hangs, so it is generous for a loaded 2-core CI machine. Waits that
+// prove something does NOT happen use their own short windows.
+inline constexpr int kHangMs = 30000;
+
 #ifndef IP6T_SO_ORIGINAL_DST
 #define IP6T_SO_ORIGINAL_DST 80  // <linux/netfilter_ipv6/ip6_tables.h> clashes with libc headers
 #endif
@@ -355,7 +360,7 @@ inline int sendEcho(int fd, const std::string& ip) {
 // event, so this polls; it returns as soon as the value is there.
 template <typename Reader>
 inline uint64_t waitCounter(const Reader& read, const std::string& name, uint64_t min,
-                            int timeoutMs = 3000) {
+                            int timeoutMs = kHangMs) {
   auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeoutMs);
   uint64_t packets = 0;
   while (true) {

@@ -55,8 +55,8 @@ spec:
 )";
 
 // Polls `pred` until it holds or `timeout` passes (the reconciler has no completion callback;
-// its pass counter and the metrics are the observable state).
-bool await(const std::function<bool()>& pred, std::chrono::milliseconds timeout = 5s) {
+// its pass counter and the metrics are the observable state). The timeout only catches hangs.
+bool await(const std::function<bool()>& pred, std::chrono::milliseconds timeout = 60s) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
   while (!pred()) {
     if (std::chrono::steady_clock::now() > deadline) return false;
@@ -106,7 +106,7 @@ class ReconcileTest : public testing::AgentNetnsTest {
 
     rec.setPaused(false);
     ASSERT_TRUE(await([&] { return counts().detected > detectedBefore; }))
-        << "no repair within 5 s";
+        << "no repair";
     EXPECT_EQ(counts().detected, detectedBefore + 1);
     EXPECT_EQ(counts().repaired, detectedBefore + 1);
     EXPECT_EQ(counts().repairFailed, 0u);
@@ -141,7 +141,7 @@ TEST_F(ReconcileTest, DeletedTableIsReportedByCheckThenRepaired) {
 }
 
 TEST_F(ReconcileTest, NftablesEventBringsTheRepairForward) {
-  startAgent(60s);  // the timer alone would take a minute
+  startAgent(24h);  // the timer never fires during the test: only the event can cause the pass
   ASSERT_TRUE(send(enroll::EnrollRequest::ADD).ok());
   Reconciler& rec = *agent_->reconciler();
   ASSERT_TRUE(await([&] { return rec.watchedPods() == 1; })) << "pod netns never watched";
@@ -149,11 +149,11 @@ TEST_F(ReconcileTest, NftablesEventBringsTheRepairForward) {
 
   auto t0 = std::chrono::steady_clock::now();
   ASSERT_EQ(sh("ip netns exec " + pod_ + " nft delete table inet tollgate"), 0);
-  ASSERT_TRUE(await([&] { return counts().repaired >= 1; })) << "no repair within 5 s";
+  ASSERT_TRUE(await([&] { return counts().repaired >= 1; })) << "no repair";
   auto took = std::chrono::steady_clock::now() - t0;
-  // Not before the settle delay (a burst of changes becomes one pass), well before the timer.
+  // Not before the settle delay (a burst of changes becomes one pass). No upper bound: with a
+  // 24 h interval the event is the only thing that can have brought the pass.
   EXPECT_GE(took, Reconciler::kEventDelay - 50ms);
-  EXPECT_LT(took, Reconciler::kEventDelay + 2s);
   EXPECT_EQ(counts().detected, 1u);
   EXPECT_TRUE(podTableExists());
   EXPECT_TRUE(send(enroll::EnrollRequest::CHECK).ok());

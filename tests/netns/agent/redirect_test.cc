@@ -115,15 +115,15 @@ TEST_F(NftRedirectTest, TcpIsRedirectedToProxyListenerWithOriginalDestination) {
   {
     auto c = tcpConnectStart(pod(), kPeerV4, 8080);
     ASSERT_TRUE(c.has_value());
-    ASSERT_EQ(waitConnected(c->get(), 3000), 0);
-    ASSERT_TRUE(acceptWithin(server->get(), 3000).has_value());
+    ASSERT_EQ(waitConnected(c->get(), kHangMs), 0);
+    ASSERT_TRUE(acceptWithin(server->get(), kHangMs).has_value());
   }
 
   install();
   auto c = tcpConnectStart(pod(), kPeerV4, 8080);
   ASSERT_TRUE(c.has_value()) << c.error().message;
-  ASSERT_EQ(waitConnected(c->get(), 3000), 0);
-  auto accepted = acceptWithin(proxy->get(), 3000);
+  ASSERT_EQ(waitConnected(c->get(), kHangMs), 0);
+  auto accepted = acceptWithin(proxy->get(), kHangMs);
   ASSERT_TRUE(accepted.has_value()) << "the proxy listener did not get the redirected connection";
   auto dst = originalDst(accepted->get(), AF_INET);
   ASSERT_TRUE(dst.has_value()) << dst.error().message;
@@ -140,8 +140,9 @@ TEST_F(NftRedirectTest, MarkedSocketBypassesRedirectAndFilter) {
 
   auto c = tcpConnectStart(pod(), kPeerV4, 8080, kMark);
   ASSERT_TRUE(c.has_value()) << c.error().message;
-  ASSERT_EQ(waitConnected(c->get(), 3000), 0);
-  EXPECT_TRUE(acceptWithin(server->get(), 3000).has_value()) << "marked socket did not reach peer";
+  ASSERT_EQ(waitConnected(c->get(), kHangMs), 0);
+  EXPECT_TRUE(acceptWithin(server->get(), kHangMs).has_value())
+      << "marked socket did not reach peer";
   EXPECT_FALSE(readableWithin(proxy->get(), 0)) << "marked socket was redirected";
 
   // A marked UDP socket passes the drop-everything-else filter too.
@@ -154,7 +155,7 @@ TEST_F(NftRedirectTest, MarkedSocketBypassesRedirectAndFilter) {
   });
   ASSERT_TRUE(u.has_value());
   EXPECT_EQ(sendTo(u->get(), kPeerV4, 9999, "marked"), 0);
-  EXPECT_EQ(recvWithin(sink->get(), 3000).value_or(""), "marked");
+  EXPECT_EQ(recvWithin(sink->get(), kHangMs).value_or(""), "marked");
 }
 
 TEST_F(NftRedirectTest, LoopbackIsNotRedirected) {
@@ -166,16 +167,16 @@ TEST_F(NftRedirectTest, LoopbackIsNotRedirected) {
 
   auto c = tcpConnectStart(pod(), "127.0.0.1", localPort(local->get()));
   ASSERT_TRUE(c.has_value());
-  ASSERT_EQ(waitConnected(c->get(), 3000), 0);
-  EXPECT_TRUE(acceptWithin(local->get(), 3000).has_value()) << "localhost service unreachable";
+  ASSERT_EQ(waitConnected(c->get(), kHangMs), 0);
+  EXPECT_TRUE(acceptWithin(local->get(), kHangMs).has_value()) << "localhost service unreachable";
   EXPECT_FALSE(readableWithin(proxy->get(), 0));
 
   // Connecting to the proxy port directly is not rewritten by us: the proxy sees its own port as
   // the original destination and refuses the flow itself (no loops), instead of the rules doing it.
   auto direct = tcpConnectStart(pod(), "127.0.0.1", kProxyPort);
   ASSERT_TRUE(direct.has_value());
-  ASSERT_EQ(waitConnected(direct->get(), 3000), 0);
-  auto accepted = acceptWithin(proxy->get(), 3000);
+  ASSERT_EQ(waitConnected(direct->get(), kHangMs), 0);
+  auto accepted = acceptWithin(proxy->get(), kHangMs);
   ASSERT_TRUE(accepted.has_value());
   auto dst = originalDst(accepted->get(), AF_INET);
   ASSERT_TRUE(dst.has_value()) << dst.error().message;
@@ -192,8 +193,8 @@ TEST_F(NftRedirectTest, OwnAddressBypassesOnlyInAllLocalMode) {
   install();  // AllLocal (the default)
   auto c = tcpConnectStart(pod(), kPodV4, port);
   ASSERT_TRUE(c.has_value());
-  ASSERT_EQ(waitConnected(c->get(), 3000), 0);
-  EXPECT_TRUE(acceptWithin(self->get(), 3000).has_value());
+  ASSERT_EQ(waitConnected(c->get(), kHangMs), 0);
+  EXPECT_TRUE(acceptWithin(self->get(), kHangMs).has_value());
   EXPECT_FALSE(readableWithin(proxy->get(), 0));
 
   RedirectParams params = redirect_->params();
@@ -211,8 +212,8 @@ TEST_F(NftRedirectTest, OwnAddressBypassesOnlyInAllLocalMode) {
 
   auto viaProxy = tcpConnectStart(pod(), kPodV4, port);
   ASSERT_TRUE(viaProxy.has_value());
-  ASSERT_EQ(waitConnected(viaProxy->get(), 3000), 0);
-  auto accepted = acceptWithin(proxy->get(), 3000);
+  ASSERT_EQ(waitConnected(viaProxy->get(), kHangMs), 0);
+  auto accepted = acceptWithin(proxy->get(), kHangMs);
   ASSERT_TRUE(accepted.has_value()) << "own address not redirected in LoopbackOnly mode";
   EXPECT_EQ(originalDst(accepted->get(), AF_INET).value_or(""), fmt::format("{}:{}", kPodV4, port));
   // 127.0.0.0/8 still bypasses.
@@ -220,8 +221,8 @@ TEST_F(NftRedirectTest, OwnAddressBypassesOnlyInAllLocalMode) {
   ASSERT_TRUE(local.has_value());
   auto l = tcpConnectStart(pod(), "127.0.0.2", localPort(local->get()));
   ASSERT_TRUE(l.has_value());
-  ASSERT_EQ(waitConnected(l->get(), 3000), 0);
-  EXPECT_TRUE(acceptWithin(local->get(), 3000).has_value());
+  ASSERT_EQ(waitConnected(l->get(), kHangMs), 0);
+  EXPECT_TRUE(acceptWithin(local->get(), kHangMs).has_value());
 }
 
 TEST_F(NftRedirectTest, UdpIsDroppedAndCounted) {
@@ -230,7 +231,7 @@ TEST_F(NftRedirectTest, UdpIsDroppedAndCounted) {
   auto u = udpSocket(pod(), AF_INET);
   ASSERT_TRUE(u.has_value());
   ASSERT_EQ(sendTo(u->get(), kPeerV4, 9999, "before"), 0);
-  ASSERT_EQ(recvWithin(sink->get(), 3000).value_or(""), "before") << "topology broken";
+  ASSERT_EQ(recvWithin(sink->get(), kHangMs).value_or(""), "before") << "topology broken";
 
   install();
   // The OUTPUT hook drops locally generated packets synchronously: sendto fails with EPERM.
@@ -245,7 +246,7 @@ TEST_F(NftRedirectTest, PingIsDroppedAndCounted) {
   auto ping6 = icmpSocket(pod(), AF_INET6);
   ASSERT_TRUE(ping6.has_value()) << ping6.error().message;
   ASSERT_EQ(sendEcho(ping4->get(), kPeerV4), 0);
-  ASSERT_TRUE(readableWithin(ping4->get(), 3000)) << "no echo reply before install";
+  ASSERT_TRUE(readableWithin(ping4->get(), kHangMs)) << "no echo reply before install";
 
   install();
   EXPECT_EQ(sendEcho(ping4->get(), kPeerV4), EPERM);
@@ -270,11 +271,11 @@ TEST_F(NftRedirectTest, DnsOnlyToConfiguredResolvers) {
   ASSERT_TRUE(client.has_value());
   ASSERT_EQ(sendTo(client->get(), kPeerV4, 53, "query"), 0);
   sockaddr_storage from{};
-  ASSERT_EQ(recvWithin(resolver->get(), 3000, &from).value_or(""), "query");
+  ASSERT_EQ(recvWithin(resolver->get(), kHangMs, &from).value_or(""), "query");
   ASSERT_GE(::sendto(resolver->get(), "answer", 6, 0, reinterpret_cast<sockaddr*>(&from),
                      sizeof(sockaddr_in)),
             0);
-  EXPECT_EQ(recvWithin(client->get(), 3000).value_or(""), "answer");
+  EXPECT_EQ(recvWithin(client->get(), kHangMs).value_or(""), "answer");
   EXPECT_GE(counter(kCounterDns, 1), 1u);
 
   // Port 53 anywhere else is plain UDP: dropped.
@@ -286,12 +287,12 @@ TEST_F(NftRedirectTest, DnsOnlyToConfiguredResolvers) {
   // TCP DNS to the resolver goes out directly; TCP port 53 elsewhere meets the proxy.
   auto tcp = tcpConnectStart(pod(), kPeerV4, 53);
   ASSERT_TRUE(tcp.has_value());
-  ASSERT_EQ(waitConnected(tcp->get(), 3000), 0);
-  EXPECT_TRUE(acceptWithin(resolverTcp->get(), 3000).has_value());
+  ASSERT_EQ(waitConnected(tcp->get(), kHangMs), 0);
+  EXPECT_TRUE(acceptWithin(resolverTcp->get(), kHangMs).has_value());
   auto tcpOther = tcpConnectStart(pod(), kOtherV4, 53);
   ASSERT_TRUE(tcpOther.has_value());
-  ASSERT_EQ(waitConnected(tcpOther->get(), 3000), 0);
-  EXPECT_TRUE(acceptWithin(proxy->get(), 3000).has_value());
+  ASSERT_EQ(waitConnected(tcpOther->get(), kHangMs), 0);
+  EXPECT_TRUE(acceptWithin(proxy->get(), kHangMs).has_value());
 }
 
 TEST_F(NftRedirectTest, Ipv6TcpIsRedirectedAndNeighbourDiscoveryWorks) {
@@ -303,8 +304,8 @@ TEST_F(NftRedirectTest, Ipv6TcpIsRedirectedAndNeighbourDiscoveryWorks) {
 
   auto c = tcpConnectStart(pod(), kPeerV6, 8080);
   ASSERT_TRUE(c.has_value()) << c.error().message;
-  ASSERT_EQ(waitConnected(c->get(), 3000), 0);
-  auto accepted = acceptWithin(proxy6->get(), 3000);
+  ASSERT_EQ(waitConnected(c->get(), kHangMs), 0);
+  auto accepted = acceptWithin(proxy6->get(), kHangMs);
   ASSERT_TRUE(accepted.has_value()) << "IPv6 connection not redirected to [::1]:15001";
   auto dst = originalDst(accepted->get(), AF_INET6);
   ASSERT_TRUE(dst.has_value()) << dst.error().message;
@@ -314,8 +315,9 @@ TEST_F(NftRedirectTest, Ipv6TcpIsRedirectedAndNeighbourDiscoveryWorks) {
   // neighbour cache of this fresh netns is empty).
   auto marked = tcpConnectStart(pod(), kPeerV6, 8080, kMark);
   ASSERT_TRUE(marked.has_value());
-  ASSERT_EQ(waitConnected(marked->get(), 5000), 0) << "IPv6 on-link broken (neighbour discovery?)";
-  EXPECT_TRUE(acceptWithin(server6->get(), 3000).has_value());
+  ASSERT_EQ(waitConnected(marked->get(), kHangMs), 0)
+      << "IPv6 on-link broken (neighbour discovery?)";
+  EXPECT_TRUE(acceptWithin(server6->get(), kHangMs).has_value());
 }
 
 TEST_F(NftRedirectTest, Ipv6TcpFromLinkLocalSourceIsDroppedAndCounted) {

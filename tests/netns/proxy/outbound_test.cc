@@ -686,13 +686,14 @@ TEST_F(OutboundTest, IdleConnectionIsClosed) {
   int c = socketIn(*podNs_);
   ASSERT_TRUE(connectTo(c, kAskedIp, 7));
   sendAll(c, "x");
-  auto t0 = std::chrono::steady_clock::now();
+  // The socket's receive timeout (SO_RCVTIMEO) is raised far above the idle timeout: a read that
+  // ends with EOF (err 0) was ended by the proxy; the receive timeout would end it with EAGAIN.
+  timeval tv{60, 0};
+  ::setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   int err = 0;
   readUntil(c, "", &err);  // returns when the proxy closes the idle connection
-  auto waited = std::chrono::steady_clock::now() - t0;
   ::close(c);
-  EXPECT_EQ(err, 0);
-  EXPECT_LT(waited, std::chrono::seconds(4));  // well before the 5 s receive timeout
+  EXPECT_EQ(err, 0) << "the connection was not closed by the proxy (receive timeout instead)";
 }
 
 TEST_F(OutboundTest, ManyConcurrentConnectionsAllSucceed) {

@@ -84,7 +84,7 @@ uint16_t unusedPort() {
 
 // Waits (bounded) until `pred` holds: the event happens on the gateway's own threads.
 template <typename P>
-bool eventually(P pred, std::chrono::milliseconds limit = 5000ms) {
+bool eventually(P pred, std::chrono::milliseconds limit = 30000ms) {
   auto end = std::chrono::steady_clock::now() + limit;
   while (std::chrono::steady_clock::now() < end) {
     if (pred()) return true;

@@ -96,11 +96,9 @@ TEST(ResolverTest, SilentUpstreamTimesOut) {
   Resolver r(io);
   r.setUpstreams({dns.address()});
   r.setTimeout(std::chrono::milliseconds(200));
-  auto t0 = std::chrono::steady_clock::now();
   auto a = resolveNow(r, io, "allowed.test");
   ASSERT_FALSE(a);
   EXPECT_EQ(a.error().code, ETIMEDOUT) << a.error().str();
-  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(2));
 }
 
 TEST(ResolverTest, IpLiteralNeedsNoLookup) {
