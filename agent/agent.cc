@@ -7,6 +7,7 @@
 
 #include "agent/memory.h"
 #include "agent/tunnel_identity.h"
+#include "common/fd_limit.h"
 #include "common/framing.h"
 #include "common/log.h"
 #include "policy/config_loader.h"
@@ -302,6 +303,12 @@ int Agent::run() {
   // Block before any thread starts so that only sigwait() below sees them.
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   ::signal(SIGPIPE, SIG_IGN);
+  if (auto lim = raiseFdLimitToHard(); !lim) {
+    log::warn(kLog, "open files limit not raised: {}", lim.error().str());
+  } else if (lim->first != lim->second) {
+    log::info(kLog, "open files limit raised from {} to {} (the hard limit)", lim->first,
+              lim->second);
+  }
   if (auto st = start(); !st) {
     log::error(kLog, "start: {}", st.error().str());
     stop();

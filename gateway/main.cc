@@ -5,6 +5,7 @@
 #include <csignal>
 #include <thread>
 
+#include "common/fd_limit.h"
 #include "common/log.h"
 #include "gateway/gateway_metrics.h"
 #include "gateway/gateway_server.h"
@@ -25,6 +26,14 @@ int run(int argc, char** argv) {
     return 2;
   }
   std::signal(SIGPIPE, SIG_IGN);
+  // Every tunnel and every upstream connection is a descriptor: as the agent does, use the limit
+  // the node allows rather than the runtime's soft default.
+  if (auto lim = raiseFdLimitToHard(); !lim) {
+    log::warn("gateway", "open files limit not raised: {}", lim.error().str());
+  } else if (lim->first != lim->second) {
+    log::info("gateway", "open files limit raised from {} to {} (the hard limit)", lim->first,
+              lim->second);
+  }
 
   // Data-plane threads, each with its own io_context: a connection and all its streams stay on
   // one thread (nghttp2 sessions are single-threaded); the main context accepts, reloads and
