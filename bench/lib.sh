@@ -207,10 +207,10 @@ _bench_metric_sum() {  # <ns-spec> <port> <metric name>
     awk -v m="$3" '$1 == m || index($1, m "{") == 1 {s += $2} END {print s + 0}'
 }
 
-# _bench_reloaded <before-agent> <before-gateway>: waits until both reloaded (5 s).
+# _bench_reloaded <before-agent> <before-gateway>: waits until both reloaded (60 s: a hang bound).
 _bench_wait_reload() {
   local a0=$1 g0=$2 i
-  for ((i = 0; i < 100; i++)); do
+  for ((i = 0; i < 1200; i++)); do
     if (($(_bench_metric_sum node 15020 tollgate_config_reloads_ok_total) > a0)) &&
       { ! bench_lab gateway status >/dev/null 2>&1 ||
         (($(_bench_metric_sum gw 15020 tollgate_gateway_config_reloads_ok_total) > g0)); }; then
@@ -218,7 +218,7 @@ _bench_wait_reload() {
     fi
     sleep 0.05
   done
-  bench_die "the agent/gateway did not reload the config within 5 s (see $LAB_STATE/logs)"
+  bench_die "the agent/gateway did not reload the config within 60 s (see $LAB_STATE/logs)"
 }
 
 bench_config() {

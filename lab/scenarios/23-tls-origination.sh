@@ -50,8 +50,8 @@ spec:
         sni: httpbin.test
         caCertificates: $LAB_CA
 YAML
-# Both the agent and the gateway reload within about a second; wait for the first 200.
-deadline=$((SECONDS + 10))
+# Both the agent and the gateway reload on their own; wait for the first 200.
+deadline=$((SECONDS + HANG_S))
 while :; do
   mark httpbin.test
   pod_curl client -- http://httpbin.test:443/headers
@@ -72,7 +72,7 @@ fi
 
 restore
 trap - EXIT
-deadline=$((SECONDS + 10))
+deadline=$((SECONDS + HANG_S))
 while :; do
   pod_curl client -- http://httpbin.test:443/headers
   [[ $CURL_CODE == 403 ]] && break

@@ -43,7 +43,7 @@ spec:
       privateKey: $pki/lab-client.key
       caCertificates: $LAB_CA
 YAML
-deadline=$((SECONDS + 10))
+deadline=$((SECONDS + HANG_S))
 while :; do
   pod_curl client -- http://mtls.test:443/
   [[ $CURL_CODE == 200 ]] && break
@@ -66,7 +66,7 @@ fi
 # Without the client certificate (the same rule as SIMPLE) mtls.test refuses the request and says
 # why: the gateway reaches it over verified TLS, nginx answers 400 "No required SSL certificate".
 sed -i -e 's/mode: MUTUAL/mode: SIMPLE/' -e '/clientCertificate:/d' -e '/privateKey:/d' "$mine"
-deadline=$((SECONDS + 10))
+deadline=$((SECONDS + HANG_S))
 while :; do
   pod_curl client -- http://mtls.test:443/
   [[ $CURL_CODE == 400 ]] && break
@@ -82,7 +82,7 @@ fi
 
 cleanup
 trap - EXIT
-deadline=$((SECONDS + 10))
+deadline=$((SECONDS + HANG_S))
 while :; do
   # --resolve: without its ServiceEntry strict DNS NXDOMAINs mtls.test; the proxy must deny it too.
   pod_curl client -- --resolve "mtls.test:443:$mtls" http://mtls.test:443/

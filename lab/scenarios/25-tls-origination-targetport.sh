@@ -46,9 +46,9 @@ spec:
       sni: httpbin.test
       caCertificates: $LAB_CA
 YAML
-# Both the agent and the gateway reload within about a second; wait until the request arrives
+# Both the agent and the gateway reload on their own; wait until the request arrives
 # over TLS.
-deadline=$((SECONDS + 10))
+deadline=$((SECONDS + HANG_S))
 while :; do
   mark httpbin.test
   pod_curl client -- http://httpbin.test/headers
@@ -72,7 +72,7 @@ fi
 
 restore
 trap - EXIT
-deadline=$((SECONDS + 10))
+deadline=$((SECONDS + HANG_S))
 while :; do
   mark httpbin.test
   pod_curl client -- http://httpbin.test/headers

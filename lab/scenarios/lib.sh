@@ -182,6 +182,33 @@ require_protected() {
 
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 
+# Scenarios assert what happens, never how fast: every wait for something that must happen is
+# bounded only to catch a hang, by HANG_S seconds (generous for a loaded 2-core CI machine; how
+# fast things happen is measured by `bench/run lifecycle`). Waits that show something does NOT
+# happen keep their own short windows.
+HANG_S=${TOLLGATE_HANG_S:-60}
+
+# wait_until [-t seconds] <cmd...>: runs cmd every 0.1 s until it succeeds (returns 0) or the hang
+# bound passes (returns 1). WAITED_MS is how long it took, for an observed line only.
+wait_until() {
+  local limit=$HANG_S
+  if [[ $1 == -t ]]; then
+    limit=$2
+    shift 2
+  fi
+  local t0 deadline
+  t0=$(now_ms)
+  deadline=$((t0 + limit * 1000))
+  until "$@"; do
+    if (($(now_ms) >= deadline)); then
+      WAITED_MS=$(($(now_ms) - t0))
+      return 1
+    fi
+    sleep 0.1
+  done
+  WAITED_MS=$(($(now_ms) - t0))
+}
+
 # finish: prints the observed line and exits with the verdict.
 finish() {
   local joined="" part
@@ -257,9 +284,10 @@ sys.exit(1)
 
 # access_log_has <cond...>: succeeds when a line written since access_log_mark matches every
 # condition (see _access_log_match). The agent logs when it has closed the connection, which can
-# be a moment after the client saw the close: waits up to 3 s for the line. Sets ACCESS_LINE.
+# be a moment after the client saw the close: waits for the line (up to the hang bound). Sets
+# ACCESS_LINE.
 access_log_has() {
-  local deadline=$(($(now_ms) + 3000))
+  local deadline=$(($(now_ms) + HANG_S * 1000))
   ACCESS_LINE=""
   until ACCESS_LINE=$(_access_log_match "$@"); do
     (($(now_ms) < deadline)) || return 1
@@ -343,12 +371,12 @@ _metric_short() {
 }
 
 # expect_metric_increase <min> <name> [label=value...]: the series grew by at least <min> since
-# metric_mark (waits up to 3 s: connection counters are bumped when the agent closes the
-# connection). The delta goes into the observed line as "name{labels} +N".
+# metric_mark (waits for it, up to the hang bound: connection counters are bumped when the
+# agent closes the connection). The delta goes into the observed line as "name{labels} +N".
 expect_metric_increase() {
   local min=$1 d
   shift
-  local deadline=$(($(now_ms) + 3000))
+  local deadline=$(($(now_ms) + HANG_S * 1000))
   while :; do
     d=$(metric_delta "$@")
     [[ $d =~ ^-?[0-9]+$ ]] && ((d >= min)) && break

@@ -30,8 +30,8 @@ pod_dig() {
   DIG_ADDRS=$(awk '/^;; ANSWER SECTION:/ { a = 1; next } /^$/ { a = 0 } a && ($4 == "A" || $4 == "AAAA") { printf "%s%s", s, $5; s = " " }' <<<"$DIG_OUT")
 }
 
-# set_dns_mode <strict|passthrough>: rewrites dns.mode in the lab's mesh config and waits (5 s)
-# for the agent to load it.
+# set_dns_mode <strict|passthrough>: rewrites dns.mode in the lab's mesh config and waits for the
+# agent to load it (up to the hang bound).
 set_dns_mode() {
   local want=$1 before now deadline
   grep -qE "^    mode: (strict|passthrough)$" "$LAB_MESH_CONFIG" || {
@@ -41,7 +41,7 @@ set_dns_mode() {
   grep -q "^    mode: $want$" "$LAB_MESH_CONFIG" && return 0
   before=$(metric tollgate_config_reloads_ok_total)
   sed -i -E "s/^    mode: (strict|passthrough)$/    mode: $want/" "$LAB_MESH_CONFIG"
-  deadline=$(($(now_ms) + 5000))
+  deadline=$(($(now_ms) + HANG_S * 1000))
   while :; do
     now=$(metric tollgate_config_reloads_ok_total)
     [[ $now =~ ^[0-9]+$ && $before =~ ^[0-9]+$ ]] && ((now > before)) && return 0
