@@ -102,6 +102,12 @@ std::string render(const FenceParams& p, const Validated& v) {
 
   t += "\tchain pod_forward {\n";
   if (p.allowReplies) t += "\t\tct direction reply accept\n";
+  // Neighbour discovery between pods on one bridge. With br_netfilter loaded (kube-proxy loads
+  // it) bridged IPv6 passes this hook too, and a solicitation to a solicited-node multicast
+  // group is in no cluster CIDR: without this, pod-to-pod IPv6 never resolves its neighbour. Hop
+  // limit 255 proves the packet was not routed (forwarding decrements it before this hook), so
+  // it cannot leave the link.
+  t += "\t\ticmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } ip6 hoplimit 255 accept\n";
   for (const auto& c : v.cidrs) t += fmt::format("\t\t{} {} accept\n", c.match(), c.text);
   renderAllowed(t, p, v);
   t += fmt::format("\t\tcounter name \"{}\" drop\n", kCounterFenceDrop);

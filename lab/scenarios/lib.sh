@@ -12,7 +12,7 @@ eval "$("$LAB" env)" || exit 2
 LAB_LOGS=$LAB_STATE/logs
 LAB_CA=$LAB_STATE/pki/ca.crt
 LAB_CONFIG=$LAB_STATE/config
-BLOCKED6=fd00:198:18::13   # blocked.test's IPv6 address in tg-net
+BLOCKED6=fd00:198:18::13   # blocked.test's IPv6 address in tg-net (tollgate-lab addr -6 blocked.test)
 # The egress gateway (tollgate-gateway in tg-gw): every allowed external flow is tunnelled to it.
 LAB_GW=198.19.0.6
 LAB_GW_PORT=15008
@@ -35,7 +35,7 @@ _failures=()
 _observed=()
 
 lab() { "$LAB" "$@"; }
-lab_addr() { "$LAB" addr "$1"; }
+lab_addr() { "$LAB" addr "$@"; }  # lab_addr [-6] <name>
 # lab_exec <pod> [--root|--uid N] -- cmd...: as a pod would run it.
 lab_exec() { "$LAB" exec "$@"; }
 
@@ -156,7 +156,7 @@ udp_send() {
   shift
   lab_exec "$pod" "${opts[@]}" -- python3 -c '
 import socket, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s = socket.socket(socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET, socket.SOCK_DGRAM)
 sent, errors = 0, []
 for _ in range(5):
     try:

@@ -234,5 +234,53 @@ TEST_F(HostFenceTest, IdempotentInstallVerifyAndRemove) {
   EXPECT_TRUE(fence_->remove(node()).has_value());
 }
 
+// Two pods on one bridge in the node, IPv6 only, with br_netfilter passing bridged IPv6 through
+// the fence's forward hook (what kube-proxy sets up): the pods must still resolve each other
+// (neighbour solicitations go to a multicast group outside every cluster CIDR) and talk.
+TEST(HostFenceBridgeTest, BridgedPodsResolveNeighboursOverIpv6) {
+  if (!isRoot()) GTEST_SKIP() << "needs root (network namespaces, nftables)";
+  std::optional<ScratchNetns> node, a, b;
+  for (auto [slot, role] : {std::pair{&node, "fbnode"}, {&a, "fbpoda"}, {&b, "fbpodb"}}) {
+    auto ns = ScratchNetns::create(role);
+    ASSERT_TRUE(ns.has_value()) << ns.error().message;
+    slot->emplace(std::move(*ns));
+  }
+  if (node->exec({"test", "-e", "/proc/sys/net/bridge/bridge-nf-call-ip6tables"}) != 0) {
+    GTEST_SKIP() << "br_netfilter not loaded: bridged packets never meet the fence";
+  }
+  const std::string sfx = randomSuffix();
+  const std::string br = "tgt" + sfx + "br";
+  ASSERT_TRUE(addVeth(*a, "eth0", *node, "tgt" + sfx + "va").has_value());
+  ASSERT_TRUE(addVeth(*b, "eth0", *node, "tgt" + sfx + "vb").has_value());
+  for (const auto* ns : {&*a, &*b}) {
+    ASSERT_EQ(ns->exec({"sysctl", "-qw", "net.ipv6.conf.eth0.accept_dad=0"}), 0);
+  }
+  for (auto st : {node->ip({"link", "add", br, "type", "bridge"}),
+                  node->ip({"link", "set", "tgt" + sfx + "va", "master", br, "up"}),
+                  node->ip({"link", "set", "tgt" + sfx + "vb", "master", br, "up"}),
+                  node->ip({"link", "set", br, "up"}),
+                  a->ip({"addr", "add", "fd00:255:0:1::2/64", "dev", "eth0", "nodad"}),
+                  a->ip({"link", "set", "eth0", "up"}),
+                  b->ip({"addr", "add", "fd00:255:0:1::3/64", "dev", "eth0", "nodad"}),
+                  b->ip({"link", "set", "eth0", "up"})}) {
+    ASSERT_TRUE(st.has_value()) << st.error().message;
+  }
+  ASSERT_EQ(node->exec({"sysctl", "-qw", "net.bridge.bridge-nf-call-ip6tables=1"}), 0);
+
+  FenceParams params;
+  params.podInterfaces = {br};  // as the lab and the bridge plugin have it
+  params.podCidrs = {"fd00:255::/48"};
+  auto fence = HostFence::create(params);
+  ASSERT_TRUE(fence.has_value()) << fence.error().message;
+  ASSERT_TRUE(fence->install(node->netns()).has_value());
+
+  auto server = tcpListen(b->netns(), "fd00:255:0:1::3", 8080);
+  ASSERT_TRUE(server.has_value()) << server.error().message;
+  auto c = tcpConnectStart(a->netns(), "fd00:255:0:1::3", 8080);
+  ASSERT_TRUE(c.has_value()) << c.error().message;
+  EXPECT_EQ(waitConnected(c->get(), kHangMs), 0) << "pod-to-pod IPv6 across the bridge broken";
+  EXPECT_TRUE(acceptWithin(server->get(), kHangMs).has_value());
+}
+
 }  // namespace
 }  // namespace tollgate::agent
