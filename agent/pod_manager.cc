@@ -627,6 +627,9 @@ std::string PodManager::dnsQuicMetricsLocked() const {
       {"tollgate_dns_stripped_total",
        "A/AAAA answers removed (loopback, link-local incl. 169.254.169.254, node addresses).",
        [](const proxy::DnsProxyCounters& c) { return c.stripped.load(); }},
+      {"tollgate_dns_rate_limited_total",
+       "DNS queries dropped over the pod's rate (spec.dns.queriesPerSecond / queryBurst).",
+       [](const proxy::DnsProxyCounters& c) { return c.rateLimited.load(); }},
   };
   std::string out;
   for (const auto& s : kDns) {

@@ -1307,6 +1307,14 @@ void Reader::tollgateConfig(const Node& spec, TollgateConfig& tc) {
               fmt::format("must be ip, ip:port or [ipv6]:port, got \"{}\"", tc.dnsUpstreams[i]));
       }
     }
+    auto rate = integer(get(dns, "queriesPerSecond"), "spec.dns.queriesPerSecond", 0, 1000000);
+    if (rate) {
+      tc.dnsQueriesPerSecond = static_cast<uint32_t>(*rate);
+      tc.dnsQueryBurst = static_cast<uint32_t>(std::max<int64_t>(1, 2 * *rate));
+    }
+    if (auto burst = integer(get(dns, "queryBurst"), "spec.dns.queryBurst", 1, 10000000)) {
+      tc.dnsQueryBurst = static_cast<uint32_t>(*burst);
+    }
     Located suffixes;
     if (present(get(dns, "clusterDomainSuffixes"))) {
       tc.clusterDomainSuffixes =

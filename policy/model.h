@@ -223,6 +223,10 @@ struct TollgateConfig {
   CniFailMode cniFailMode = CniFailMode::Closed;
   std::vector<std::string> excludedNamespaces;
   std::vector<std::string> dnsUpstreams;  // resolver addresses (ip or ip:port)
+  // Per-pod DNS query rate (token bucket): queries beyond it are dropped (UDP) or end the TCP
+  // connection, counted and logged. 0 queries per second: no limit.
+  uint32_t dnsQueriesPerSecond = 200;
+  uint32_t dnsQueryBurst = 400;
   std::vector<std::string> clusterDomainSuffixes = {"svc.cluster.local"};
 };
 

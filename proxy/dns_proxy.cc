@@ -4,6 +4,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
+
 #include <fmt/format.h>
 #include <openssl/rand.h>
 
@@ -144,12 +146,45 @@ void DnsProxy::close() {
   }
 }
 
+bool DnsProxy::admitQuery() {
+  static const policy::TollgateConfig kDefaults;
+  policy::SnapshotPtr snap = inputs_.snapshots.load();
+  const policy::TollgateConfig& mesh = snap ? snap->mesh() : kDefaults;
+  const uint32_t rate = mesh.dnsQueriesPerSecond;
+  const uint32_t burst = mesh.dnsQueryBurst;
+  if (rate == 0) return true;
+  auto now = std::chrono::steady_clock::now();
+  std::lock_guard lock(rateMu_);
+  if (tokens_ < 0) {
+    tokens_ = burst;
+  } else {
+    std::chrono::duration<double> dt = now - refilled_;
+    tokens_ = std::min<double>(burst, tokens_ + dt.count() * rate);
+  }
+  refilled_ = now;
+  if (tokens_ >= 1) {
+    tokens_ -= 1;
+    return true;
+  }
+  counters_.rateLimited++;
+  ++droppedSinceLog_;
+  if (now - lastRateLog_ >= std::chrono::seconds(1)) {
+    log::warn(kLog, "pod {}: DNS queries over {}/s (burst {}): {} dropped since the last report",
+              pod_.key(), rate, burst, droppedSinceLog_);
+    lastRateLog_ = now;
+    droppedSinceLog_ = 0;
+  }
+  return false;
+}
+
 awaitable<void> DnsProxy::udpLoop(asio::ip::udp::socket* sock) {
   for (;;) {
     boost::system::error_code ec;
     Datagram d = co_await receiveDatagram(*sock, ec);
     if (!open_ || !sock->is_open() || ec == asio::error::operation_aborted) co_return;
     if (ec) continue;
+    // Over the rate: dropped before any work is spawned for it (a flood costs one receive each).
+    if (!admitQuery()) continue;
     asio::ip::udp::endpoint from = d.from;
     std::vector<uint8_t> query(d.bytes.begin(), d.bytes.end());
     // One coroutine per query: a slow upstream must not hold up the pod's other lookups.
@@ -201,6 +236,7 @@ awaitable<void> DnsProxy::tcpSession(asio::ip::tcp::socket socket) {
       if (frame.consumed == 0) break;
       std::vector<uint8_t> q(frame.message.begin(), frame.message.end());
       stream.erase(stream.begin(), stream.begin() + static_cast<std::ptrdiff_t>(frame.consumed));
+      if (!admitQuery()) co_return;  // over the rate: the connection ends (the client retries)
       auto out = co_await answer(std::move(q), 0);
       if (!out) co_return;  // malformed: a TCP stream cannot resynchronise
       auto framed = frameDnsTcp(*out);

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <span>
 #include <vector>
@@ -34,6 +35,7 @@ struct DnsProxyCounters {
   std::atomic<uint64_t> servfail{0};    // upstream timeout or failure
   std::atomic<uint64_t> tcpRetries{0};  // TC from upstream over UDP, retried over TCP
   std::atomic<uint64_t> stripped{0};    // A/AAAA records removed (loopback, link-local, node)
+  std::atomic<uint64_t> rateLimited{0};  // over the pod's query rate: dropped, never answered
 };
 
 class DnsProxy : public std::enable_shared_from_this<DnsProxy> {
@@ -79,6 +81,10 @@ class DnsProxy : public std::enable_shared_from_this<DnsProxy> {
       : inputs_(inputs), pod_(std::move(pod)), runner_(std::move(runner)),
         options_(std::move(options)), cache_(cache), table_(std::move(table)) {}
 
+  // The pod's query rate (spec.dns.queriesPerSecond / queryBurst of the current snapshot, a
+  // token bucket): false when this query is over it. Counted; logged at most once a second.
+  bool admitQuery();
+
   awaitable<void> udpLoop(asio::ip::udp::socket* sock);
   awaitable<void> tcpAcceptLoop(asio::ip::tcp::acceptor* acceptor);
   awaitable<void> tcpSession(asio::ip::tcp::socket sock);
@@ -98,6 +104,12 @@ class DnsProxy : public std::enable_shared_from_this<DnsProxy> {
   std::vector<std::unique_ptr<asio::ip::tcp::acceptor>> tcp_;
   std::atomic<bool> open_{false};
   DnsProxyCounters counters_;
+  // Token bucket (both UDP sockets and the TCP sessions draw from it, on any thread).
+  std::mutex rateMu_;
+  double tokens_ = -1;  // < 0: not started (a full bucket on the first query)
+  std::chrono::steady_clock::time_point refilled_{};
+  std::chrono::steady_clock::time_point lastRateLog_{};
+  uint64_t droppedSinceLog_ = 0;
 };
 
 }  // namespace tollgate::proxy

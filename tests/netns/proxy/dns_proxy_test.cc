@@ -10,6 +10,7 @@
 #include <openssl/ssl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <fstream>
@@ -231,8 +232,9 @@ class DnsProxyTest : public ::testing::Test {
     }
   }
 
-  void startProxy(const std::string& mode, std::chrono::milliseconds timeout =
-                                               std::chrono::milliseconds(2000)) {
+  void startProxy(const std::string& mode,
+                  std::chrono::milliseconds timeout = std::chrono::milliseconds(2000),
+                  const std::string& dnsExtra = "") {
     std::string yaml = fmt::format(R"(
 apiVersion: tollgate.io/v1alpha1
 kind: TollgateConfig
@@ -244,6 +246,7 @@ spec:
   dns:
     mode: {}
     upstreams: ["127.0.0.1:{}"]
+{}
 ---
 apiVersion: networking.istio.io/v1beta1
 kind: ServiceEntry
@@ -267,7 +270,7 @@ spec:
   - {{number: 5432, name: pg, protocol: TCP}}
   resolution: DNS
 )",
-                                   mode, stub_->port());
+                                   mode, stub_->port(), dnsExtra);
     auto loaded = policy::ConfigLoader::loadString(yaml, "test.yaml");
     ASSERT_TRUE(loaded);
     auto snap = policy::Snapshot::compile(std::move(loaded->config));
@@ -467,6 +470,115 @@ TEST_F(DnsProxyTest, RulesInstalledAsRendered) {
   auto drift = redirect_->verify(*podNs_);
   ASSERT_TRUE(drift) << drift.error().str();
   EXPECT_TRUE(drift->ok()) << drift->summary();
+}
+
+// The DNS query rate per pod (spec.dns.queriesPerSecond / queryBurst). A flooding pod sends
+// random subdomains of an allowed wildcard (each would go upstream and wait for it: the
+// random-subdomain attack) as fast as it can; a second pod on the same agent keeps resolving.
+TEST_F(DnsProxyTest, QueryFloodIsRateLimitedWhileAnotherPodResolves) {
+  constexpr int kRate = 50, kBurst = 50;
+  startProxy("strict", std::chrono::milliseconds(2000),
+             fmt::format("    queriesPerSecond: {}\n    queryBurst: {}", kRate, kBurst));
+
+  // The well-behaved pod: its own netns, rules and DNS proxy on the same inputs and threads.
+  const std::string victimNs = fmt::format("tgdns-{}-victim", r_);
+  sh("ip netns del " + victimNs);
+  ASSERT_EQ(sh("ip netns add " + victimNs), 0);
+  struct Cleanup {
+    std::string ns;
+    ~Cleanup() { sh("ip netns del " + ns); }
+  } cleanup{victimNs};
+  std::string in = "ip -n " + victimNs + " ";
+  ASSERT_EQ(sh(in + "link set lo up"), 0);
+  ASSERT_EQ(sh(in + "link add tgdummy type veth peer name tgsink"), 0);
+  ASSERT_EQ(sh(in + fmt::format("addr add 10.253.{}.1/24 dev tgdummy", r_)), 0);
+  ASSERT_EQ(sh(in + "link set tgsink up"), 0);
+  ASSERT_EQ(sh(in + "link set tgdummy up"), 0);
+  ASSERT_EQ(sh(in + "route add default dev tgdummy"), 0);
+  auto vns = Netns::open("/var/run/netns/" + victimNs);
+  ASSERT_TRUE(vns);
+  ASSERT_TRUE(redirect_->install(*vns));
+  PodInfo vpod;
+  vpod.ns = "default";
+  vpod.name = "victim";
+  const Netns* vp = &*vns;
+  auto victim = DnsProxy::create(
+      *inputs_, vpod, [vp](const std::function<Result<int>()>& fn) { return vp->runFd(fn); },
+      DnsProxy::Options{}, cache_, nullptr);
+  ASSERT_TRUE(victim) << victim.error().str();
+  (*victim)->start();
+
+  // The flood: one non-blocking socket, random names, no waiting for answers.
+  constexpr int kFlood = 20000;
+  std::atomic<bool> flooding{true};
+  auto t0 = std::chrono::steady_clock::now();
+  std::thread attacker([&] {
+    int fd = podSocket(SOCK_DGRAM);
+    if (fd < 0) return;
+    auto sin = addr(kOtherResolver, 53);
+    for (int i = 0; i < kFlood; ++i) {
+      auto q = buildDnsQuery(static_cast<uint16_t>(i), fmt::format("r{}.allowed.test", i),
+                             dnstype::kA);
+      ::sendto(fd, q->data(), q->size(), MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&sin),
+               sizeof sin);
+    }
+    ::close(fd);
+    flooding = false;
+  });
+
+  // Meanwhile the victim resolves, one query after another (each bounded by a 5 s receive
+  // timeout, a hang bound), until the flood is over and at least 200 were made.
+  int ok = 0, total = 0;
+  std::vector<double> ms;
+  while (flooding || total < 200) {
+    auto fd = vns->runFd([]() -> Result<int> {
+      int s = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+      if (s < 0) return failErrno("socket");
+      return s;
+    });
+    ASSERT_TRUE(fd);
+    timeval tv{5, 0};
+    ::setsockopt(*fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    auto sin = addr(kOtherResolver, 53);
+    ::connect(*fd, reinterpret_cast<sockaddr*>(&sin), sizeof sin);
+    auto q = buildDnsQuery(static_cast<uint16_t>(total), "allowed.test", dnstype::kA);
+    auto q0 = std::chrono::steady_clock::now();
+    ::send(*fd, q->data(), q->size(), 0);
+    uint8_t buf[1500];
+    ssize_t n = ::recv(*fd, buf, sizeof buf, 0);
+    ::close(*fd);
+    ++total;
+    if (n > 0) {
+      auto m = parseDnsMessage({buf, static_cast<size_t>(n)});
+      if (m && m->header.rcode() == static_cast<uint8_t>(DnsRcode::NoError) &&
+          addresses(*m) == std::vector<std::string>{"198.18.0.201"}) {
+        ++ok;
+        ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() -
+                                                               q0)
+                         .count());
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));  // well under its 50/s
+  }
+  attacker.join();
+  double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::sort(ms.begin(), ms.end());
+  double p99 = ms.empty() ? 0 : ms[std::min(ms.size() - 1, ms.size() * 99 / 100)];
+  const auto& a = proxy_->counters();
+  std::printf("victim: %d/%d answered (%.2f%%), p99 %.1f ms; attacker: %llu admitted, %llu "
+              "dropped of %d in %.2f s\n",
+              ok, total, 100.0 * ok / total, p99,
+              static_cast<unsigned long long>(a.queries.load()),
+              static_cast<unsigned long long>(a.rateLimited.load()), kFlood, elapsed);
+
+  EXPECT_GE(ok * 100, total * 99) << "the well-behaved pod lost its DNS under the flood";
+  EXPECT_EQ((*victim)->counters().rateLimited.load(), 0u);
+  // The attacker got no more than the bucket allows over the time it ran, the rest was dropped
+  // (some datagrams may also be lost in the socket buffer: admitted + dropped <= sent).
+  EXPECT_LE(a.queries.load(), static_cast<uint64_t>(kBurst + kRate * elapsed + 1));
+  EXPECT_GT(a.rateLimited.load(), 0u);
+  EXPECT_LE(a.queries.load() + a.rateLimited.load(), static_cast<uint64_t>(kFlood));
+  (*victim)->close();
 }
 
 TEST_F(DnsProxyTest, AllowedNameResolvesAndIsRecorded) {
