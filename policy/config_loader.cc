@@ -1360,6 +1360,11 @@ void Reader::tollgateConfig(const Node& spec, TollgateConfig& tc) {
     }
   }
   tc.excludedNamespaces = strList(get(spec, "excludedNamespaces"), "spec.excludedNamespaces");
+  // What a reload does to open connections it no longer allows; a typo must not silently keep them.
+  if (auto v = enumValue<Revocation>(get(spec, "revocation"), "spec.revocation",
+                                     {{"cut", Revocation::Cut}, {"keep", Revocation::Keep}})) {
+    tc.revocation = *v;
+  }
 }
 
 bool hasConfigExtension(const std::filesystem::path& p) {

@@ -24,6 +24,8 @@ std::string_view toString(Reason r) {
       return "invalid_name";
     case Reason::DeniedNoName:
       return "no_name";
+    case Reason::DeniedRevoked:
+      return "revoked";
   }
   return "unknown";
 }

@@ -42,6 +42,7 @@ enum class Reason {
   DeniedProtocolMismatch,    // the entry's port protocol disagrees with what was sniffed
   DeniedInvalidName,         // name failed normalisation (non-ASCII, empty label, too long)
   DeniedNoName,              // external destination with neither a name nor an address entry
+  DeniedRevoked,             // an open connection a newer config no longer allows (cut)
 };
 
 std::string_view toString(Reason r);  // "not_in_registry", "network_policy", ...

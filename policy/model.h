@@ -210,6 +210,8 @@ struct GatewayConfig {
 
 enum class DnsMode { Strict, Passthrough };
 enum class CniFailMode { Closed, Open };
+// What a reload does to open connections the new config would deny (cut: reset them).
+enum class Revocation { Cut, Keep };
 
 struct TollgateConfig {
   ObjectMeta meta;
@@ -221,6 +223,7 @@ struct TollgateConfig {
   std::optional<DnsMode> dnsMode;  // absent: strict with REGISTRY_ONLY, passthrough with ALLOW_ANY
   uint32_t packetMark = 0x7467;
   CniFailMode cniFailMode = CniFailMode::Closed;
+  Revocation revocation = Revocation::Cut;
   std::vector<std::string> excludedNamespaces;
   std::vector<std::string> dnsUpstreams;  // resolver addresses (ip or ip:port)
   // Per-pod DNS query rate (token bucket): queries beyond it are dropped (UDP) or end the TCP

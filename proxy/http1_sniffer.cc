@@ -306,6 +306,8 @@ class HeadParser {
       }
     } else if (iequals(name, "upgrade")) {
       upgradeField_ = true;
+      if (!head_.upgradeProtocols.empty()) head_.upgradeProtocols += ", ";
+      head_.upgradeProtocols += value;
     }
     return {};
   }
@@ -631,6 +633,42 @@ HttpRequestStream::FeedResult HttpRequestStream::feed(std::span<const uint8_t> b
     }
   }
   return out;
+}
+
+std::optional<int> httpStatusCode(std::string_view statusLine) {
+  // status-line = HTTP-version SP status-code SP [ reason-phrase ] (RFC 9112 §4)
+  if (statusLine.size() < 12 || !statusLine.starts_with("HTTP/1.") || statusLine[8] != ' ') {
+    return std::nullopt;
+  }
+  if (statusLine[7] < '0' || statusLine[7] > '9') return std::nullopt;
+  int code = 0;
+  for (size_t i = 9; i < 12; ++i) {
+    if (statusLine[i] < '0' || statusLine[i] > '9') return std::nullopt;
+    code = code * 10 + (statusLine[i] - '0');
+  }
+  if (statusLine.size() > 12 && statusLine[12] != ' ' && statusLine[12] != '\r' &&
+      statusLine[12] != '\n') {
+    return std::nullopt;
+  }
+  return code;
+}
+
+std::optional<std::string_view> refusedUpgrade(const HttpRequestHead& head) {
+  if (!head.upgrade) return std::nullopt;
+  // A body would have to be forwarded before the answer is known (and 101 ends HTTP framing).
+  if (head.chunked || head.contentLength.value_or(0) != 0) return "upgrade_with_body";
+  bool websocket = false;
+  for (std::string_view p : splitList(head.upgradeProtocols)) {
+    if (p.empty()) continue;
+    std::string_view name = trimOws(p.substr(0, p.find('/')));
+    // h2c would carry requests the proxy cannot see one by one (request smuggling past the Host
+    // check); anything but WebSocket is refused rather than relayed unread.
+    if (iequals(name, "h2c")) return "h2c_upgrade";
+    if (!iequals(name, "websocket")) return "upgrade_not_allowed";
+    websocket = true;
+  }
+  if (!websocket) return "upgrade_not_allowed";
+  return std::nullopt;
 }
 
 }  // namespace tollgate::proxy

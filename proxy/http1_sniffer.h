@@ -36,6 +36,8 @@ struct HttpRequestHead {
   // "Connection: upgrade" with an Upgrade field: if the server answers 101 the connection stops
   // being HTTP/1 (see HttpRequestStream::passThrough).
   bool upgrade = false;
+  // The Upgrade field values as written, several fields joined by ", " ("websocket", "h2c").
+  std::string upgradeProtocols;
 };
 
 struct HttpSniffResult {
@@ -113,5 +115,13 @@ class HttpRequestStream {
   SniffStatus failedStatus_ = SniffStatus::Invalid;
   std::string error_;
 };
+
+// The status code of an HTTP/1.x status line ("HTTP/1.1 101 Switching Protocols\r\n"), nullopt when
+// `statusLine` does not start with one.
+std::optional<int> httpStatusCode(std::string_view statusLine);
+
+// Why the proxy refuses the upgrade `head` asks for ("h2c_upgrade", "upgrade_not_allowed": only
+// WebSocket is relayed, "upgrade_with_body"); nullopt when it asks for none or for WebSocket.
+std::optional<std::string_view> refusedUpgrade(const HttpRequestHead& head);
 
 }  // namespace tollgate::proxy

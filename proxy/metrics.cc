@@ -61,6 +61,17 @@ uint64_t Metrics::gatewayFailures(std::string_view reason) const {
   return it == gatewayFailures_.end() ? 0 : it->second;
 }
 
+void Metrics::countRevocation(std::string_view pod, std::string_view reason, bool cut) {
+  std::lock_guard lock(mu_);
+  ++revocations_[{cut, std::string(pod), std::string(reason)}];
+}
+
+uint64_t Metrics::revocations(std::string_view pod, std::string_view reason, bool cut) const {
+  std::lock_guard lock(mu_);
+  auto it = revocations_.find({cut, std::string(pod), std::string(reason)});
+  return it == revocations_.end() ? 0 : it->second;
+}
+
 void Metrics::addCollector(Collector c) {
   std::lock_guard lock(mu_);
   collectors_.push_back(std::move(c));
@@ -95,6 +106,19 @@ std::string Metrics::render() const {
       out += formatSample("tollgate_gateway_failures_total", {{"reason", reason}},
                           static_cast<double>(v));
     }
+    for (bool cut : {true, false}) {
+      std::string_view name = cut ? "tollgate_connections_revoked_total"
+                                  : "tollgate_connections_revocation_kept_total";
+      out += fmt::format(
+          "# HELP {} Open connections a config reload no longer allowed, {}, by pod and "
+          "reason.\n# TYPE {} counter\n",
+          name, cut ? "cut" : "left open (revocation: keep)", name);
+      for (const auto& [key, v] : revocations_) {
+        if (std::get<0>(key) != cut) continue;
+        out += formatSample(name, {{"pod", std::get<1>(key)}, {"reason", std::get<2>(key)}},
+                            static_cast<double>(v));
+      }
+    }
   }
   gauge("tollgate_connections_active", "Connections currently open.", active.load());
   counter("tollgate_bytes_up_total", "Bytes relayed from pods to upstreams.", bytesUp.load());
@@ -107,6 +131,9 @@ std::string Metrics::render() const {
           resolverFailures.load());
   counter("tollgate_upstream_connect_failures_total", "Upstream connects that failed.",
           upstreamConnectFailures.load());
+  counter("tollgate_http_upgrades_total",
+          "HTTP connections relayed as a byte stream after the upstream's 101 (WebSocket).",
+          httpUpgrades.load());
   counter("tollgate_name_addr_mismatch_total",
           "Connections whose SNI/Host the pod never resolved to their destination.",
           nameAddrMismatch.load());

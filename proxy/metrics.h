@@ -7,6 +7,7 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -27,6 +28,11 @@ class Metrics {
   void countGatewayFailure(std::string_view reason);
   uint64_t gatewayFailures(std::string_view reason) const;
 
+  // Open connections a reload no longer allows, by pod and the new decision's reason: cut
+  // (revocation: cut) or left open (revocation: keep).
+  void countRevocation(std::string_view pod, std::string_view reason, bool cut);
+  uint64_t revocations(std::string_view pod, std::string_view reason, bool cut) const;
+
   std::string render() const;
 
   std::atomic<int64_t> active{0};
@@ -36,6 +42,7 @@ class Metrics {
   std::atomic<uint64_t> limitRejections{0};
   std::atomic<uint64_t> resolverFailures{0};
   std::atomic<uint64_t> upstreamConnectFailures{0};
+  std::atomic<uint64_t> httpUpgrades{0};  // HTTP connections switched after a 101 (WebSocket)
   std::atomic<uint64_t> nameAddrMismatch{0};  // SNI/Host not what the pod resolved dst as
   std::atomic<uint64_t> refusedLoops{0};         // original destination is the proxy itself
   std::atomic<uint64_t> refusedUnattributed{0};  // no original destination / unknown pod
@@ -54,6 +61,7 @@ class Metrics {
   std::map<std::pair<std::string, std::string>, uint64_t> connections_;
   std::map<std::string, uint64_t, std::less<>> gatewayFailures_;
   std::vector<Collector> collectors_;
+  std::map<std::tuple<bool, std::string, std::string>, uint64_t> revocations_;  // cut, pod, reason
 };
 
 // One exposition line: name{k="v",...} value\n, label values escaped.

@@ -59,6 +59,8 @@ OutboundListener::~OutboundListener() {
 
 void OutboundListener::start() {
   listening_ = true;
+  // The holder keeps this listener alive while it calls, and drops the entry once it is gone.
+  inputs_.snapshots.observe(weak_from_this(), [this] { revalidateSessions(); });
   for (auto& acc : acceptors_) {
     asio::co_spawn(acc->get_executor(),
                    [self = shared_from_this(), a = acc.get()]() { return self->acceptLoop(a); },
@@ -82,6 +84,13 @@ void OutboundListener::close(bool closeSessions) {
     for (auto& w : sessions_) {
       if (auto s = w.lock()) s->abort();
     }
+  }
+}
+
+void OutboundListener::revalidateSessions() {
+  std::lock_guard lock(mu_);
+  for (auto& w : sessions_) {
+    if (auto s = w.lock()) s->revalidate();
   }
 }
 

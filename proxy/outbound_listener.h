@@ -42,6 +42,10 @@ class OutboundListener : public std::enable_shared_from_this<OutboundListener> {
   void setDnsTable(std::shared_ptr<PodDnsTable> table) { dnsTable_ = std::move(table); }
   const std::shared_ptr<PodDnsTable>& dnsTable() const { return dnsTable_; }
 
+  // Asks every open session to re-check its decision against the current snapshot (called after
+  // each snapshot swap; the checks run on the sessions' own strands).
+  void revalidateSessions();
+
   // Session bookkeeping (called by Session).
   void sessionStarted(const std::shared_ptr<Session>& s);
   void sessionEnded(Session* s);

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -45,15 +46,38 @@ struct ProxyOptions {
   bool externalFromNode = true;
 };
 
-// The current compiled config. Reloads swap it atomically; a session keeps the pointer it
-// started with.
+// The current compiled config. Reloads swap it atomically; open sessions re-check their decision
+// against each new one (TollgateConfig.revocation), through the observers.
 class SnapshotHolder {
  public:
+  using Observer = std::function<void()>;
+
   policy::SnapshotPtr load() const { return current_.load(); }
-  void store(policy::SnapshotPtr s) { current_.store(std::move(s)); }
+  // Swaps the snapshot, then calls every live observer on this thread (outside the lock, so an
+  // observer may be the last owner of itself). Observers read the snapshot with load(): two
+  // racing stores cannot leave anyone with the older one.
+  void store(policy::SnapshotPtr s) {
+    current_.store(std::move(s));
+    std::vector<std::pair<std::shared_ptr<const void>, Observer>> live;
+    {
+      std::lock_guard lock(mu_);
+      std::erase_if(observers_, [](const auto& o) { return o.first.expired(); });
+      for (const auto& [owner, fn] : observers_) {
+        if (auto p = owner.lock()) live.emplace_back(std::move(p), fn);
+      }
+    }
+    for (const auto& [owner, fn] : live) fn();
+  }
+  // Calls `fn` after every store() for as long as `owner` lives (no unsubscribe needed).
+  void observe(std::weak_ptr<const void> owner, Observer fn) {
+    std::lock_guard lock(mu_);
+    observers_.emplace_back(std::move(owner), std::move(fn));
+  }
 
  private:
   std::atomic<policy::SnapshotPtr> current_;
+  std::mutex mu_;
+  std::vector<std::pair<std::weak_ptr<const void>, Observer>> observers_;
 };
 
 // Everything a listener and its sessions need, passed by reference (ztunnel's ProxyInputs).

@@ -114,6 +114,54 @@ void Session::abort() {
   asio::post(client_.get_executor(), [self = shared_from_this()] { self->closeBoth(true); });
 }
 
+void Session::revalidate() {
+  asio::post(client_.get_executor(), [self = shared_from_this()] { self->recheck(); });
+}
+
+void Session::recheck() {
+  if (!relaying_ || closing_ || finished_) return;
+  auto& in = listener_->inputs();
+  policy::SnapshotPtr snap = in.snapshots.load();
+  if (!snap || snap == snapshot_) return;
+  policy::PodIdentity id = identityIn(*snap);
+  policy::Decision d = decideWith(*snap, id, decidedName_);
+  std::string why;
+  if (!d.allowed()) {
+    why = std::string(policy::toString(d.reason));
+  } else if (!sameRoute(d.route, decision_.route)) {
+    // Still allowed, but no longer the way it is carried (e.g. a gateway is now required).
+    why = "route_changed";
+  }
+  if (why.empty()) {
+    // Later requests on a kept-alive HTTP connection are decided by the new config too.
+    snapshot_ = std::move(snap);
+    identity_ = std::move(id);
+    decision_ = std::move(d);
+    return;
+  }
+  std::string_view name = record_.name;
+  if (name.empty()) name = "-";
+  std::string by = d.decidedBy.str();
+  if (snap->mesh().revocation == policy::Revocation::Keep) {
+    if (revocationKept_) return;
+    revocationKept_ = true;
+    in.metrics.countRevocation(listener_->pod().key(), why, false);
+    log::warn(kLog, "{}/{} -> {} ({}): would revoke ({}, {}, config generation {}); kept open "
+              "(revocation: keep)",
+              record_.podNs, record_.podName, record_.originalDst, name, why, by,
+              snap->generation());
+    return;
+  }
+  in.metrics.countRevocation(listener_->pod().key(), why, true);
+  log::warn(kLog, "{}/{} -> {} ({}): revoked ({}, {}, config generation {}): connection cut",
+            record_.podNs, record_.podName, record_.originalDst, name, why, by,
+            snap->generation());
+  record_.decision = "deny";
+  record_.reason = std::string(policy::toString(policy::Reason::DeniedRevoked));
+  record_.decidedBy = std::move(by);
+  closeBoth(true);
+}
+
 void Session::armDeadline(std::chrono::milliseconds d) {
   uint64_t gen = ++deadlineGen_;
   deadlineFired_ = false;
@@ -181,8 +229,20 @@ void Session::finish() {
 }
 
 policy::Decision Session::decideName(const std::optional<std::string>& name) {
+  return decideWith(*snapshot_, identity_, name);
+}
+
+policy::PodIdentity Session::identityIn(const policy::Snapshot& snapshot) const {
+  const PodInfo& pod = listener_->pod();
+  if (auto id = snapshot.identityOf(pod.ns, pod.name)) return *id;
+  return policy::PodIdentity{pod.ns, pod.name, pod.labels, pod.serviceAccount};
+}
+
+policy::Decision Session::decideWith(const policy::Snapshot& snapshot,
+                                     const policy::PodIdentity& id,
+                                     const std::optional<std::string>& name) const {
   policy::FlowQuery q;
-  q.source = identity_;
+  q.source = id;
   q.dstIp = originalDst_.ip;
   q.dstPort = originalDst_.port;
   q.l4 = policy::L4Protocol::Tcp;
@@ -190,7 +250,7 @@ policy::Decision Session::decideName(const std::optional<std::string>& name) {
           : protocol_ == Sniffed::Http ? policy::AppProtocol::Http
                                        : policy::AppProtocol::Tcp;
   q.name = name;
-  return snapshot_->decide(q);
+  return snapshot.decide(q);
 }
 
 std::optional<std::string> Session::nameForDecision() {
@@ -258,18 +318,15 @@ awaitable<void> Session::run() {
     refuse("no_config", "no policy snapshot loaded");
     co_return;
   }
-  if (auto id = snapshot_->identityOf(pod.ns, pod.name)) {
-    identity_ = *id;
-  } else {
-    identity_ = policy::PodIdentity{pod.ns, pod.name, pod.labels, pod.serviceAccount};
-  }
+  identity_ = identityIn(*snapshot_);
   spiffe_ = spiffeId(snapshot_->mesh().trustDomain, identity_.ns, identity_.serviceAccount);
   record_.identity = spiffe_;
 
   if (!co_await sniff()) co_return;
   record_.protocol = std::string(protocolName(static_cast<int>(protocol_)));
 
-  decision_ = decideName(nameForDecision());
+  decidedName_ = nameForDecision();
+  decision_ = decideName(decidedName_);
   // (No conditional temporaries in coroutines: GCC 12 miscompiles some of them.)
   if (!decision_.name.empty()) {
     record_.name = decision_.name;
@@ -291,6 +348,11 @@ awaitable<void> Session::run() {
   }
 
   if (!co_await connectUpstream()) co_return;
+  // From here on every reload re-checks this connection; one that happened since the decision
+  // above is caught now.
+  relaying_ = true;
+  recheck();
+  if (closing_) co_return;
   co_await relay();
 }
 
@@ -319,6 +381,10 @@ awaitable<bool> Session::sniff() {
       if (r.status == SniffStatus::Done) {
         protocol_ = Sniffed::Http;
         if (!r.head.host.empty()) sniffedName_ = r.head.host;
+        upgradeRequested_ = r.head.upgrade;
+        upgradeHeadBytes_ = r.head.headerBytes;
+        upgradeProtocols_ = r.head.upgradeProtocols;
+        if (auto why = refusedUpgrade(r.head)) upgradeRefusal_ = std::string(*why);
         break;
       }
       if (r.status == SniffStatus::NotThisProtocol) {
@@ -634,7 +700,13 @@ awaitable<void> Session::relay() {
   bool spliceOk = in.options.splice && !tunnel_;
   bool viaTunnel = tunnel_ != nullptr;
   auto self = shared_from_this();
-  if (protocol_ == Sniffed::Http) {
+  asio::co_spawn(ex, [self]() { return self->idleWatch(); }, asio::detached);
+  if (protocol_ == Sniffed::Http && upgradeRequested_ && !co_await upgradeHandshake()) {
+    pumpsRunning_ = 0;
+    idle_.cancel();
+    co_return;
+  }
+  if (protocol_ == Sniffed::Http && !switched_) {
     asio::co_spawn(ex, [self]() { return self->pumpHttpRequests(); }, onDone);
   } else {
     // Sniffed bytes go first; then the rest of the stream is not looked at.
@@ -662,13 +734,93 @@ awaitable<void> Session::relay() {
   } else {
     asio::co_spawn(ex, [self]() { return self->pumpCopy(false); }, onDone);
   }
-  asio::co_spawn(ex, [self]() { return self->idleWatch(); }, asio::detached);
   while (pumpsRunning_ > 0) {
     done_.expires_at(Clock::time_point::max());
     error_code ec;
     co_await done_.async_wait(asio::redirect_error(use_awaitable, ec));
   }
   idle_.cancel();
+}
+
+awaitable<bool> Session::upgradeHandshake() {
+  auto& in = listener_->inputs();
+  if (!upgradeRefusal_.empty()) {
+    record_.decision = "deny";
+    record_.reason = upgradeRefusal_;
+    std::string_view name = record_.name;
+    if (name.empty()) name = "-";
+    log::info(kLog, "{}/{} -> {} ({}): upgrade to '{}' refused: {}", record_.podNs,
+              record_.podName, record_.originalDst, name, upgradeProtocols_, upgradeRefusal_);
+    closing_ = true;
+    resetUpstream();
+    co_await sendHttpError(403, "Forbidden", "x-tollgate-denied", record_.reason);
+    co_return false;
+  }
+  // Only the upgrade request goes up; what the client sent after it waits in buffered_ (and the
+  // socket) until the answer says whether it is HTTP.
+  error_code ec;
+  co_await writeUpstream(asio::buffer(buffered_.data(), upgradeHeadBytes_), ec);
+  if (ec) {
+    if (!closing_) closeBoth(true);
+    co_return false;
+  }
+  record_.bytesUp += upgradeHeadBytes_;
+  in.metrics.bytesUp += upgradeHeadBytes_;
+  buffered_.erase(0, upgradeHeadBytes_);
+
+  constexpr size_t kMaxStatusLine = 8 * 1024;
+  std::string resp;
+  std::vector<char> buf(kRelayChunk);
+  size_t lineEnd = std::string::npos;
+  while ((lineEnd = resp.find('\n')) == std::string::npos) {
+    if (resp.size() >= kMaxStatusLine) {
+      refuse("invalid_response", "no status line in the upgrade response");
+      co_return false;
+    }
+    size_t n = 0;
+    if (tunnel_) {
+      n = co_await tunnel_->read(asio::buffer(buf), ec);
+    } else {
+      n = co_await upstream_.async_read_some(asio::buffer(buf),
+                                             asio::redirect_error(use_awaitable, ec));
+    }
+    if (ec) {
+      // Closed before answering: pass on what came and end as the response pump would.
+      if (closing_) co_return false;
+      if (!resp.empty()) {
+        error_code wec;
+        co_await asio::async_write(client_, asio::buffer(resp),
+                                   asio::redirect_error(use_awaitable, wec));
+      }
+      closeBoth(ec != asio::error::eof);
+      co_return false;
+    }
+    lastActivity_ = Clock::now();
+    resp.append(buf.data(), n);
+  }
+  std::string_view statusLine(resp.data(), lineEnd + 1);
+  std::optional<int> status = httpStatusCode(statusLine);
+  co_await asio::async_write(client_, asio::buffer(resp), asio::redirect_error(use_awaitable, ec));
+  if (ec) {
+    if (!closing_) closeBoth(true);
+    co_return false;
+  }
+  record_.bytesDown += resp.size();
+  in.metrics.bytesDown += resp.size();
+  if (status && *status == 101) {
+    switched_ = true;
+    in.metrics.httpUpgrades++;
+    log::info(kLog, "{}/{} -> {} ({}): upgraded to '{}' (101): relayed as a byte stream",
+              record_.podNs, record_.podName, record_.originalDst, record_.name,
+              upgradeProtocols_);
+  } else {
+    // Any other answer (an error, 200, an interim 1xx): the connection stays HTTP and every
+    // further request is checked.
+    int code = status.value_or(0);
+    log::debug(kLog, "{}/{} -> {}: upgrade answered {}: stays HTTP", record_.podNs,
+               record_.podName, record_.originalDst, code);
+  }
+  co_return true;
 }
 
 awaitable<void> Session::idleWatch() {
@@ -792,6 +944,11 @@ awaitable<void> Session::pumpHttpRequests() {
           // host cannot be carried on it.
           denyReason = "host_changed";
           record_.reason = *denyReason;
+        } else if (req.head.upgrade) {
+          // Only a connection's first request may upgrade (upgradeHandshake): a later answer
+          // cannot be found without framing every response before it.
+          denyReason = std::string(refusedUpgrade(req.head).value_or("upgrade_not_first_request"));
+          record_.reason = *denyReason;
         }
         if (denyReason) {
           if (!d.name.empty()) {
@@ -802,7 +959,6 @@ awaitable<void> Session::pumpHttpRequests() {
           allowedLen = static_cast<size_t>(req.offset - chunkStart);
           break;
         }
-        if (req.head.upgrade) stream.passThrough();
       }
       if (!denyReason && (r.status == SniffStatus::Invalid ||
                           r.status == SniffStatus::NotThisProtocol)) {

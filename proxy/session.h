@@ -27,6 +27,10 @@ class Session : public std::enable_shared_from_this<Session> {
   void start();
   // Resets both sides (pod removed). Thread-safe: posts to the session's strand.
   void abort();
+  // Re-checks the decision of an open connection against the current snapshot (after a reload)
+  // and cuts it when that no longer allows it (TollgateConfig.revocation). Thread-safe: posts to
+  // the session's strand.
+  void revalidate();
 
  private:
   enum class Sniffed { Tls, Http, Opaque };
@@ -41,6 +45,10 @@ class Session : public std::enable_shared_from_this<Session> {
   void shutdownUpstreamSend();
   void resetUpstream();
   awaitable<void> relay();
+  // The first request asked for a WebSocket upgrade: forwards its head alone, holds the client's
+  // further bytes, and reads the upstream's status line. true: go on relaying (a byte stream
+  // after 101, HTTP otherwise); false: refused or closed.
+  awaitable<bool> upgradeHandshake();
   awaitable<void> pumpCopy(bool up);
   awaitable<void> pumpSplice(bool up);
   awaitable<void> pumpHttpRequests();
@@ -49,6 +57,13 @@ class Session : public std::enable_shared_from_this<Session> {
                                 std::string_view value);
 
   policy::Decision decideName(const std::optional<std::string>& name);
+  policy::Decision decideWith(const policy::Snapshot& snapshot, const policy::PodIdentity& id,
+                              const std::optional<std::string>& name) const;
+  // The pod's identity in `snapshot` (its Pod object), else what the pod was enrolled with.
+  policy::PodIdentity identityIn(const policy::Snapshot& snapshot) const;
+  // revalidate() on the strand: the same inputs (pod, original dst, name, port, protocol)
+  // decided again by the current snapshot.
+  void recheck();
   // The sniffed name, or for an opaque flow the visible name the pod resolved the destination as
   // (its DNS table); flags a sniffed name the pod never resolved the destination as.
   std::optional<std::string> nameForDecision();
@@ -77,6 +92,14 @@ class Session : public std::enable_shared_from_this<Session> {
   Sniffed protocol_ = Sniffed::Opaque;
   std::optional<std::string> sniffedName_;
   policy::Decision decision_;
+  std::optional<std::string> decidedName_;  // the name decision_ was made with
+  bool relaying_ = false;        // connected: reloads re-check the decision from here on
+  bool revocationKept_ = false;  // a reload denied it under revocation: keep (counted once)
+  bool upgradeRequested_ = false;  // the first request has Connection: upgrade + Upgrade
+  size_t upgradeHeadBytes_ = 0;    // its head's size (the start of buffered_)
+  std::string upgradeProtocols_;   // its Upgrade value
+  std::string upgradeRefusal_;     // refusedUpgrade() of it, "" when WebSocket
+  bool switched_ = false;          // the upstream answered it 101: no longer HTTP
   Endpoint upstreamEp_;
   std::chrono::steady_clock::time_point lastActivity_;
   bool closing_ = false;

@@ -116,7 +116,9 @@ struct Seen {
 
 class Server {
  public:
-  enum class Kind { Http, Record, EchoAfterEof, Hold };
+  // Upgrade101: answers the first request head with 101 Switching Protocols, then echoes every
+  // byte; bytes that arrived with that head (before the 101) are kept in earlyBytes().
+  enum class Kind { Http, Record, EchoAfterEof, Hold, Upgrade101 };
 
   // Listens on [::]:port (dual-stack), so it serves IPv4 and IPv6 clients.
   Server(const Netns& ns, uint16_t port, Kind kind) : kind_(kind) {
@@ -154,6 +156,10 @@ class Server {
   size_t accepted() {
     std::lock_guard lock(mu_);
     return accepted_;
+  }
+  std::string earlyBytes() {
+    std::lock_guard lock(mu_);
+    return early_;
   }
   // Waits until at least n connections were accepted.
   bool waitAccepted(size_t n) {
@@ -201,6 +207,7 @@ class Server {
   void handle(int c, size_t index) {
     char buf[4096];
     std::string pending;
+    bool switched = false;
     for (;;) {
       ssize_t n = ::recv(c, buf, sizeof buf, 0);
       if (n <= 0) {
@@ -215,6 +222,25 @@ class Server {
         break;
       }
       record(index, {buf, static_cast<size_t>(n)});
+      if (kind_ == Kind::Upgrade101) {
+        if (switched) {
+          sendAll(c, {buf, static_cast<size_t>(n)});
+          continue;
+        }
+        pending.append(buf, static_cast<size_t>(n));
+        size_t end = pending.find("\r\n\r\n");
+        if (end == std::string::npos) continue;
+        std::string rest = pending.substr(end + 4);
+        {
+          std::lock_guard lock(mu_);
+          early_ += rest;
+        }
+        sendAll(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                   "Connection: Upgrade\r\n\r\n");
+        switched = true;
+        if (!rest.empty()) sendAll(c, rest);
+        continue;
+      }
       if (kind_ == Kind::Http) {
         pending.append(buf, static_cast<size_t>(n));
         size_t end;
@@ -236,6 +262,7 @@ class Server {
   std::condition_variable cv_;
   std::vector<Seen> seen_;
   size_t accepted_ = 0;
+  std::string early_;
 };
 
 // A DNS stub on 127.0.0.1 (the test's own netns): A records for a fixed map, NXDOMAIN else.
@@ -409,6 +436,15 @@ class OutboundTest : public ::testing::Test {
         io_.run();
       });
     }
+  }
+
+  // Swaps in a new snapshot, as a config reload does.
+  void reload(const std::string& yaml) {
+    auto loaded = policy::ConfigLoader::loadString(yaml, "test.yaml");
+    ASSERT_TRUE(loaded);
+    auto snap = policy::Snapshot::compile(std::move(loaded->config));
+    ASSERT_TRUE(snap) << snap.error().str();
+    snapshots_.store(*snap);
   }
 
   std::string accessLogText() {
@@ -781,6 +817,264 @@ TEST_F(OutboundTest, Ipv6FlowIsCapturedAndRelayed) {
     log = accessLogText();
   }
   EXPECT_NE(log.find("\"[fd00:198:18::202]:7\""), std::string::npos) << log;
+}
+
+
+// The same registry without the allowed.test entry (echo-by-address stays).
+std::string withoutAllowedEntry(std::string yaml) {
+  size_t start = yaml.find("---\napiVersion: networking.istio.io/v1beta1\nkind: ServiceEntry\n"
+                           "metadata:\n  name: allowed\n");
+  size_t end = yaml.find("---", start + 3);
+  yaml.erase(start, end - start);
+  return yaml;
+}
+
+std::string withRevocation(std::string yaml, std::string_view mode) {
+  std::string anchor = "    mode: REGISTRY_ONLY\n";
+  yaml.insert(yaml.find(anchor) + anchor.size(), fmt::format("  revocation: {}\n", mode));
+  return yaml;
+}
+
+// Polls `pred` until it holds; the bound only catches a hang.
+template <typename Pred>
+bool eventually(Pred pred) {
+  for (int i = 0; i < 3000; ++i) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return pred();
+}
+
+// Reads until the connection ends; the errno of a failed read (ECONNRESET for a reset), 0 for
+// EOF, -1 when it is still open after a generous wait.
+int waitEnd(int fd) {
+  char buf[4096];
+  for (int i = 0; i < 12; ++i) {  // the socket's 5 s receive timeout per round
+    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n == 0) return 0;
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) return errno;
+  }
+  return -1;
+}
+
+TEST_F(OutboundTest, ReloadRemovingTheEntryCutsTheOpenConnection) {
+  Server http(*netNs_, 80, Server::Kind::Http);
+  startProxy(kRegistry);
+  int c = socketIn(*podNs_);
+  ASSERT_TRUE(connectTo(c, kAskedIp, 80));
+  sendAll(c, "GET /1 HTTP/1.1\r\nHost: allowed.test\r\n\r\n");
+  std::string first = readUntil(c, "ok");
+  ASSERT_TRUE(first.starts_with("HTTP/1.1 200")) << first;
+
+  reload(withoutAllowedEntry(kRegistry));
+  EXPECT_TRUE(eventually(
+      [&] { return metrics_.revocations("default/client", "not_in_registry", true) == 1; }));
+  // Cut by the proxy (a reset), not closed by the server (which would be a FIN).
+  EXPECT_EQ(waitEnd(c), ECONNRESET);
+  ::close(c);
+  EXPECT_EQ(metrics_.revocations("default/client", "not_in_registry", false), 0u);
+  EXPECT_NE(metrics_.render().find(
+                "tollgate_connections_revoked_total{pod=\"default/client\",reason=\"not_in_"
+                "registry\"} 1"),
+            std::string::npos);
+
+  // A new connection is decided by the new config.
+  int d = socketIn(*podNs_);
+  ASSERT_TRUE(connectTo(d, kAskedIp, 80));
+  sendAll(d, "GET /2 HTTP/1.1\r\nHost: allowed.test\r\n\r\n");
+  std::string second = readUntil(d, "");
+  ::close(d);
+  EXPECT_TRUE(second.starts_with("HTTP/1.1 403")) << second;
+  EXPECT_NE(second.find("x-tollgate-denied: not_in_registry"), std::string::npos) << second;
+  EXPECT_EQ(http.accepted(), 1u);
+  EXPECT_TRUE(eventually([&] { return accessLogText().find(" revoked ") != std::string::npos; }))
+      << accessLogText();
+}
+
+TEST_F(OutboundTest, RevocationKeepLeavesTheOpenConnection) {
+  Server http(*netNs_, 80, Server::Kind::Http);
+  startProxy(withRevocation(kRegistry, "keep"));
+  int c = socketIn(*podNs_);
+  ASSERT_TRUE(connectTo(c, kAskedIp, 80));
+  sendAll(c, "GET /1 HTTP/1.1\r\nHost: allowed.test\r\n\r\n");
+  ASSERT_TRUE(readUntil(c, "ok").starts_with("HTTP/1.1 200"));
+
+  reload(withRevocation(withoutAllowedEntry(kRegistry), "keep"));
+  EXPECT_TRUE(eventually(
+      [&] { return metrics_.revocations("default/client", "not_in_registry", false) == 1; }));
+  EXPECT_EQ(metrics_.revocations("default/client", "not_in_registry", true), 0u);
+  // Still open and still carrying requests.
+  sendAll(c, "GET /2 HTTP/1.1\r\nHost: allowed.test\r\n\r\n");
+  std::string second = readUntil(c, "ok");
+  ::close(c);
+  EXPECT_TRUE(second.starts_with("HTTP/1.1 200")) << second;
+  EXPECT_EQ(http.accepted(), 1u);
+
+  // New connections are denied all the same.
+  int d = socketIn(*podNs_);
+  ASSERT_TRUE(connectTo(d, kAskedIp, 80));
+  sendAll(d, "GET /3 HTTP/1.1\r\nHost: allowed.test\r\n\r\n");
+  std::string third = readUntil(d, "");
+  ::close(d);
+  EXPECT_TRUE(third.starts_with("HTTP/1.1 403")) << third;
+}
+
+TEST_F(OutboundTest, NetworkPolicyThatNowDeniesCutsAnOpaqueFlow) {
+  Server echo(*netNs_, 7, Server::Kind::Record);
+  startProxy(kRegistry);
+  int c = socketIn(*podNs_);
+  ASSERT_TRUE(connectTo(c, kAskedIp, 7));
+  sendAll(c, "hello");
+  ASSERT_TRUE(echo.waitAccepted(1));
+  ASSERT_TRUE(eventually([&] { return echo.seen()[0].bytes == "hello"; }));
+
+  reload(std::string(kRegistry) + R"(---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: no-egress, namespace: default}
+spec:
+  podSelector: {}
+  policyTypes: [Egress]
+)");
+  EXPECT_TRUE(eventually(
+      [&] { return metrics_.revocations("default/client", "network_policy", true) == 1; }));
+  EXPECT_EQ(waitEnd(c), ECONNRESET);
+  ::close(c);
+
+  int d = socketIn(*podNs_);
+  ASSERT_TRUE(connectTo(d, kAskedIp, 7));
+  sendAll(d, "again");
+  int err = 0;
+  readUntil(d, "", &err);
+  ::close(d);
+  EXPECT_EQ(err, ECONNRESET);
+  EXPECT_EQ(echo.accepted(), 1u);
+}
+
+TEST_F(OutboundTest, ReloadThatStillAllowsKeepsTheConnection) {
+  Server http(*netNs_, 80, Server::Kind::Http);
+  startProxy(kRegistry);
+  int c = socketIn(*podNs_);
+  ASSERT_TRUE(connectTo(c, kAskedIp, 80));
+  sendAll(c, "GET /1 HTTP/1.1\r\nHost: allowed.test\r\n\r\n");
+  ASSERT_TRUE(readUntil(c, "ok").starts_with("HTTP/1.1 200"));
+  reload(kRegistry);
+  reload(kRegistry);
+  sendAll(c, "GET /2 HTTP/1.1\r\nHost: allowed.test\r\n\r\n");
+  std::string second = readUntil(c, "ok");
+  ::close(c);
+  EXPECT_TRUE(second.starts_with("HTTP/1.1 200")) << second;
+  EXPECT_EQ(metrics_.revocations("default/client", "not_in_registry", true), 0u);
+}
+
+constexpr char kWsUpgrade[] =
+    "GET /ws HTTP/1.1\r\nHost: allowed.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+TEST_F(OutboundTest, WebSocketUpgradeIsRelayedAsAStreamAfter101) {
+  Server ws(*netNs_, 80, Server::Kind::Upgrade101);
+  startProxy(kRegistry);
+  int c = socketIn(*podNs_);
+  ASSERT_TRUE(connectTo(c, kAskedIp, 80));
+  // A frame sent right behind the request: held back until the 101 is in.
+  std::string frame = "\x81\x05hello";
+  sendAll(c, std::string(kWsUpgrade) + frame);
+  std::string resp = readUntil(c, "hello");
+  EXPECT_TRUE(resp.starts_with("HTTP/1.1 101 Switching Protocols")) << resp;
+  EXPECT_NE(resp.find(frame), std::string::npos) << resp;
+  // After the switch, bytes that look like a denied request are just bytes of the stream.
+  std::string raw = "GET / HTTP/1.1\r\nHost: blocked.test\r\n\r\n";
+  sendAll(c, raw);
+  std::string echoed = readUntil(c, "blocked.test\r\n\r\n");
+  ::close(c);
+  EXPECT_EQ(echoed, raw);
+  EXPECT_EQ(ws.earlyBytes(), "");  // nothing but the request head before the 101
+  EXPECT_EQ(metrics_.httpUpgrades.load(), 1u);
+}
+
+TEST_F(OutboundTest, UpgradeAnsweredWithoutSwitchingStaysHttp) {
+  Server http(*netNs_, 80, Server::Kind::Http);  // answers 200 to everything
+  startProxy(kRegistry);
+  int c = socketIn(*podNs_);
+  ASSERT_TRUE(connectTo(c, kAskedIp, 80));
+  sendAll(c, kWsUpgrade);
+  std::string first = readUntil(c, "ok");
+  EXPECT_TRUE(first.starts_with("HTTP/1.1 200")) << first;
+  // Still HTTP: a request for another host is checked and refused.
+  sendAll(c, "GET /2 HTTP/1.1\r\nHost: blocked.test\r\n\r\n");
+  std::string second = readUntil(c, "");
+  ::close(c);
+  EXPECT_TRUE(second.starts_with("HTTP/1.1 403")) << second;
+  EXPECT_NE(second.find("x-tollgate-denied: not_in_registry"), std::string::npos) << second;
+  auto seen = http.seen();
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(seen[0].bytes.find("blocked.test"), std::string::npos);
+  EXPECT_EQ(metrics_.httpUpgrades.load(), 0u);
+}
+
+TEST_F(OutboundTest, H2cUpgradeIsRefused) {
+  Server ws(*netNs_, 80, Server::Kind::Upgrade101);  // would switch if asked
+  startProxy(kRegistry);
+  int c = socketIn(*podNs_);
+  ASSERT_TRUE(connectTo(c, kAskedIp, 80));
+  sendAll(c, "GET / HTTP/1.1\r\nHost: allowed.test\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+             "Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n");
+  std::string resp = readUntil(c, "");
+  ::close(c);
+  EXPECT_TRUE(resp.starts_with("HTTP/1.1 403")) << resp;
+  EXPECT_NE(resp.find("x-tollgate-denied: h2c_upgrade"), std::string::npos) << resp;
+  for (const auto& s : ws.seen()) EXPECT_EQ(s.bytes.find("h2c"), std::string::npos);
+  EXPECT_TRUE(eventually([&] { return metrics_.connections("deny", "h2c_upgrade") == 1; }));
+
+  // Nor on a kept-alive connection after an ordinary request.
+  Server http(*netNs_, 8080, Server::Kind::Http);
+  reload(std::string(kRegistry) + R"(---
+apiVersion: networking.istio.io/v1beta1
+kind: ServiceEntry
+metadata: {name: alt, namespace: default}
+spec:
+  hosts: [allowed.test]
+  ports: [{number: 8080, name: http-alt, protocol: HTTP}]
+  resolution: DNS
+)");
+  int d = socketIn(*podNs_);
+  ASSERT_TRUE(connectTo(d, kAskedIp, 8080));
+  sendAll(d, "GET /1 HTTP/1.1\r\nHost: allowed.test:8080\r\n\r\n");
+  ASSERT_TRUE(readUntil(d, "ok").starts_with("HTTP/1.1 200"));
+  sendAll(d, "GET /2 HTTP/1.1\r\nHost: allowed.test:8080\r\nConnection: Upgrade\r\n"
+             "Upgrade: h2c\r\n\r\n");
+  std::string second = readUntil(d, "");
+  ::close(d);
+  EXPECT_TRUE(second.starts_with("HTTP/1.1 403")) << second;
+  EXPECT_NE(second.find("x-tollgate-denied: h2c_upgrade"), std::string::npos) << second;
+  auto seen = http.seen();
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(seen[0].bytes.find("h2c"), std::string::npos);
+}
+
+TEST_F(OutboundTest, ConnectInsideAllowedHttpIsRefused) {
+  Server http(*netNs_, 80, Server::Kind::Http);
+  startProxy(kRegistry);
+  // As the first request.
+  int c = socketIn(*podNs_);
+  ASSERT_TRUE(connectTo(c, kAskedIp, 80));
+  sendAll(c, "CONNECT allowed.test:80 HTTP/1.1\r\nHost: allowed.test:80\r\n\r\n");
+  std::string first = readUntil(c, "");
+  ::close(c);
+  EXPECT_TRUE(first.starts_with("HTTP/1.1 400")) << first;
+  // On a kept-alive connection.
+  int d = socketIn(*podNs_);
+  ASSERT_TRUE(connectTo(d, kAskedIp, 80));
+  sendAll(d, "GET /1 HTTP/1.1\r\nHost: allowed.test\r\n\r\n");
+  ASSERT_TRUE(readUntil(d, "ok").starts_with("HTTP/1.1 200"));
+  sendAll(d, "CONNECT blocked.test:443 HTTP/1.1\r\nHost: blocked.test:443\r\n\r\n");
+  std::string second = readUntil(d, "");
+  ::close(d);
+  EXPECT_TRUE(second.starts_with("HTTP/1.1 403")) << second;
+  EXPECT_NE(second.find("x-tollgate-denied: invalid_request"), std::string::npos) << second;
+  for (const auto& s : http.seen()) EXPECT_EQ(s.bytes.find("CONNECT"), std::string::npos);
+  EXPECT_TRUE(
+      eventually([&] { return metrics_.connections("deny", "invalid_request") == 2; }));
 }
 
 }  // namespace

@@ -111,6 +111,7 @@ class TestGateway {
   uint64_t sourceSent() const { return sourceSent_.load(); }
   uint64_t received() const { return received_.load(); }
   int endStreamsSeen() const { return endStreams_.load(); }
+  int resetsSeen() const { return resets_.load(); }  // streams closed with an error code
   std::vector<std::string> peerIds() const {
     std::lock_guard lock(mu_);
     return peerIds_;
@@ -271,8 +272,9 @@ class TestGateway {
     return 0;
   }
 
-  static int onClose(nghttp2_session* s, int32_t id, uint32_t, void* user) {
+  static int onClose(nghttp2_session* s, int32_t id, uint32_t errorCode, void* user) {
     auto* c = static_cast<Conn*>(user);
+    if (errorCode != NGHTTP2_NO_ERROR) c->gw->resets_++;
     nghttp2_session_set_stream_user_data(s, id, nullptr);
     c->streams.erase(id);
     return 0;
@@ -384,6 +386,7 @@ class TestGateway {
   std::atomic<uint64_t> sourceSent_{0};
   std::atomic<uint64_t> received_{0};
   std::atomic<int> endStreams_{0};
+  std::atomic<int> resets_{0};
 };
 
 }  // namespace tollgate::testing

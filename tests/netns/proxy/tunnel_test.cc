@@ -626,30 +626,7 @@ class SessionTunnelTest : public TunnelPoolTest {
   }
 
   void startProxy(uint16_t gatewayPort, bool withTunnels = true) {
-    std::string yaml = fmt::format(R"(
-apiVersion: tollgate.io/v1alpha1
-kind: TollgateConfig
-metadata:
-  name: mesh
-spec:
-  outboundTrafficPolicy:
-    mode: REGISTRY_ONLY
-  gateways:
-  - {{name: egress, address: 127.0.0.1, port: {}, default: true}}
----
-apiVersion: networking.istio.io/v1beta1
-kind: ServiceEntry
-metadata:
-  name: allowed
-  namespace: default
-spec:
-  hosts: [allowed.test, deny.test, rst-after.test]
-  ports:
-  - {{number: 80, name: http, protocol: HTTP}}
-  - {{number: 443, name: tls, protocol: TLS}}
-  resolution: DNS
-)",
-                                   gatewayPort);
+    std::string yaml = config(gatewayPort, "[allowed.test, deny.test, rst-after.test]");
     auto loaded = policy::ConfigLoader::loadString(yaml, "test.yaml");
     ASSERT_TRUE(loaded);
     auto snap = policy::Snapshot::compile(std::move(loaded->config));
@@ -672,6 +649,42 @@ spec:
     ASSERT_TRUE(l) << l.error().str();
     listener_ = *l;
     listener_->start();
+  }
+
+  // Swaps in a new snapshot, as a config reload does.
+  void reload(const std::string& yaml) {
+    auto loaded = policy::ConfigLoader::loadString(yaml, "test.yaml");
+    ASSERT_TRUE(loaded);
+    auto snap = policy::Snapshot::compile(std::move(loaded->config));
+    ASSERT_TRUE(snap) << snap.error().str();
+    snapshots_.store(*snap);
+  }
+
+  static std::string config(uint16_t gatewayPort, std::string_view hosts) {
+    return fmt::format(R"(
+apiVersion: tollgate.io/v1alpha1
+kind: TollgateConfig
+metadata:
+  name: mesh
+spec:
+  outboundTrafficPolicy:
+    mode: REGISTRY_ONLY
+  gateways:
+  - {{name: egress, address: 127.0.0.1, port: {}, default: true}}
+---
+apiVersion: networking.istio.io/v1beta1
+kind: ServiceEntry
+metadata:
+  name: allowed
+  namespace: default
+spec:
+  hosts: {}
+  ports:
+  - {{number: 80, name: http, protocol: HTTP}}
+  - {{number: 443, name: tls, protocol: TLS}}
+  resolution: DNS
+)",
+                       gatewayPort, hosts);
   }
 
   // A blocking app socket in the pod, connected to 198.18.0.10:port (captured by the redirect).
@@ -768,6 +781,37 @@ TEST_F(SessionTunnelTest, KeepAliveHostSwitchOnATunnelGets403) {
   ::close(c);
   EXPECT_TRUE(resp.starts_with("HTTP/1.1 403")) << resp;
   EXPECT_NE(resp.find("x-tollgate-denied: host_changed"), std::string::npos) << resp;
+  EXPECT_EQ(gw.authorities(), std::vector<std::string>{"allowed.test:80"});
+}
+
+TEST_F(SessionTunnelTest, ReloadRemovingTheEntryCutsATunnelledFlow) {
+  TestGateway gw(*ca_, {});
+  ASSERT_TRUE(gw.ok());
+  startProxy(gw.port());
+  int c = appConnect(80);
+  ASSERT_GE(c, 0);
+  std::string first = "GET /1 HTTP/1.1\r\nHost: allowed.test\r\n\r\n";
+  sendAll(c, first);
+  ASSERT_EQ(readUntil(c, "\r\n\r\n"), first);  // echoed through the tunnel
+  EXPECT_EQ(gw.resetsSeen(), 0);
+
+  reload(config(gw.port(), "[deny.test]"));
+  EXPECT_TRUE(eventually(
+      [&] { return metrics_.revocations("default/client", "not_in_registry", true) == 1; },
+      60000ms));
+  int err = 0;
+  readUntil(c, "", &err);
+  ::close(c);
+  EXPECT_EQ(err, ECONNRESET);  // the app sees a reset
+  // RST_STREAM to the gateway.
+  EXPECT_TRUE(eventually([&] { return gw.resetsSeen() == 1; }, 60000ms));
+
+  int d = appConnect(80);
+  ASSERT_GE(d, 0);
+  sendAll(d, "GET /2 HTTP/1.1\r\nHost: allowed.test\r\n\r\n");
+  std::string resp = readUntil(d, "");
+  ::close(d);
+  EXPECT_TRUE(resp.starts_with("HTTP/1.1 403")) << resp;
   EXPECT_EQ(gw.authorities(), std::vector<std::string>{"allowed.test:80"});
 }
 

@@ -818,6 +818,29 @@ spec:
   EXPECT_EQ(errors[7].field, "spec.cni.failMode");
 }
 
+TEST(ConfigLoaderTest, TollgateConfigRevocation) {
+  const std::string head =
+      "apiVersion: tollgate.io/v1alpha1\nkind: TollgateConfig\nmetadata: {name: m}\nspec:\n";
+  auto def = mustLoad(head + "  packetMark: 0x7467\n");
+  ASSERT_TRUE(def.config.tollgate);
+  EXPECT_EQ(def.config.tollgate->revocation, Revocation::Cut);
+  auto keep = mustLoad(head + "  revocation: keep\n");
+  ASSERT_TRUE(keep.config.tollgate);
+  EXPECT_EQ(keep.config.tollgate->revocation, Revocation::Keep);
+  auto cut = mustLoad(head + "  revocation: cut\n");
+  ASSERT_TRUE(cut.config.tollgate);
+  EXPECT_EQ(cut.config.tollgate->revocation, Revocation::Cut);
+  // A typo must not silently keep revoked connections open: the whole load fails.
+  auto errors = mustFail(head + "  revocation: Keep\n");
+  ASSERT_EQ(errors.size(), 1u) << dump(errors);
+  EXPECT_EQ(errors[0].str(),
+            "test.yaml:5: TollgateConfig/m: spec.revocation: must be one of cut, keep, got "
+            "\"Keep\"");
+  auto notScalar = mustFail(head + "  revocation: [cut]\n");
+  ASSERT_EQ(notScalar.size(), 1u) << dump(notScalar);
+  EXPECT_EQ(notScalar[0].field, "spec.revocation");
+}
+
 TEST(ConfigLoaderTest, SecondTollgateConfigNamesBoth) {
   auto errors = mustFail(R"(apiVersion: tollgate.io/v1alpha1
 kind: TollgateConfig

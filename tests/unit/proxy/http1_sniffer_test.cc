@@ -403,6 +403,39 @@ TEST(HttpRequestStream, PassThroughStopsParsingAfterUpgrade) {
   EXPECT_TRUE(stream.atMessageBoundary());
 }
 
+TEST(HttpSniffer, UpgradeProtocolsAreKeptAndOnlyWebSocketIsAccepted) {
+  auto ws = done("GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n");
+  EXPECT_EQ(ws.upgradeProtocols, "websocket");
+  EXPECT_FALSE(refusedUpgrade(ws));
+  auto h2c = done("GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+                  "Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n");
+  EXPECT_EQ(refusedUpgrade(h2c), "h2c_upgrade");
+  // Hidden in a list, in another case, or in a second field: still h2c.
+  auto listed = done("GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\n"
+                     "Upgrade: websocket\r\nUpgrade: H2C\r\n\r\n");
+  EXPECT_EQ(listed.upgradeProtocols, "websocket, H2C");
+  EXPECT_EQ(refusedUpgrade(listed), "h2c_upgrade");
+  EXPECT_EQ(refusedUpgrade(done("GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\n"
+                                "Upgrade: TLS/1.2\r\n\r\n")),
+            "upgrade_not_allowed");
+  EXPECT_EQ(refusedUpgrade(done("GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\n"
+                                "Upgrade: websocket\r\nContent-Length: 3\r\n\r\nabc")),
+            "upgrade_with_body");
+  // No upgrade asked (Upgrade without the Connection token): nothing to refuse.
+  EXPECT_FALSE(refusedUpgrade(done("GET / HTTP/1.1\r\nHost: a\r\nUpgrade: h2c\r\n\r\n")));
+}
+
+TEST(HttpStatusLine, CodeOfAStatusLine) {
+  EXPECT_EQ(httpStatusCode("HTTP/1.1 101 Switching Protocols\r\n"), 101);
+  EXPECT_EQ(httpStatusCode("HTTP/1.0 200\r\n"), 200);
+  EXPECT_EQ(httpStatusCode("HTTP/1.1 101\n"), 101);
+  EXPECT_FALSE(httpStatusCode("HTTP/2 101 x\r\n"));
+  EXPECT_FALSE(httpStatusCode("HTTP/1.1 1010 x\r\n"));
+  EXPECT_FALSE(httpStatusCode("HTTP/1.1 10a x\r\n"));
+  EXPECT_FALSE(httpStatusCode("SSH-2.0-OpenSSH\r\n"));
+  EXPECT_FALSE(httpStatusCode(""));
+}
+
 TEST(HttpRequestStream, PartialHeadIsBufferedAcrossFeeds) {
   const std::string first = "GET / HTTP/1.1\r\nHost: split.example\r\n\r\n";
   const std::string second = "GET /2 HTTP/1.1\r\nHost: s2\r\n\r\n";
