@@ -91,7 +91,7 @@ enroll::EnrollRequest buildRequest(enroll::EnrollRequest::Op op, const Environme
   req.set_netns_path(envOr(env, "CNI_NETNS"));
   req.set_container_id(envOr(env, "CNI_CONTAINERID"));
   req.set_interface(envOr(env, "CNI_IFNAME"));
-  if (conf.prevResult) {
+  if (conf.hasPrevResult()) {
     for (auto& ip : podIpsFromResult(conf.prevResult)) req.add_pod_ips(ip);
   }
   return req;
@@ -237,7 +237,7 @@ int run(const Environment& env, std::string_view stdinText, std::ostream& out, s
   auto args = parseCniArgs(envOr(env, "CNI_ARGS"));
   if (!args)
     return printError(out, version, {kInvalidEnvironment, "invalid CNI_ARGS", args.error().str()});
-  if (op == enroll::EnrollRequest::ADD && !conf->prevResult) {
+  if (op == enroll::EnrollRequest::ADD && !conf->hasPrevResult()) {
     return printError(out, version,
                       {kInvalidConfig, "prevResult missing",
                        "tollgate-cni is a chained plugin: list it after the interface plugin"});

@@ -46,7 +46,10 @@ struct NetConf {
   std::string socket = std::string(kDefaultSocket);
   int timeoutMs = kDefaultTimeoutMs;
   bool failOpen = false;  // "failMode": "open" lets pods start when the agent is unreachable
-  YAML::Node prevResult;  // undefined when absent
+  // An object when the runtime passed one; otherwise a null node. Test with hasPrevResult(): a
+  // default YAML::Node is a *defined* null, so `if (prevResult)` is always true.
+  YAML::Node prevResult;
+  bool hasPrevResult() const { return prevResult.IsMap(); }
 };
 
 Result<NetConf> parseNetConf(std::string_view json);

@@ -293,6 +293,21 @@ TEST(CniPlugin, BadInputGetsSpecErrors) {
   EXPECT_NE(out.str().find("\"code\":5,"), std::string::npos) << out.str();
 }
 
+// Found by the cni_config fuzz target: a default YAML::Node is a defined null, so a netconf with
+// no prevResult (or "prevResult": null) went on to enroll the pod with no IPs and printed "null"
+// as the ADD result. A chained plugin without a prevResult is a misconfiguration: refused.
+TEST(CniPlugin, AddWithoutPrevResultIsRefusedBeforeEnrolling) {
+  for (const char* conf :
+       {R"({"cniVersion":"1.0.0","name":"lab","type":"tollgate-cni","socket":"/nonexistent"})",
+        R"({"cniVersion":"1.0.0","name":"lab","type":"tollgate-cni","socket":"/nonexistent",)"
+        R"("prevResult":null})"}) {
+    std::ostringstream out, err;
+    EXPECT_EQ(run(addEnv(), conf, out, err), 1) << conf;
+    EXPECT_NE(out.str().find("prevResult missing"), std::string::npos) << out.str();
+    EXPECT_NE(out.str().find("\"code\":7,"), std::string::npos) << out.str();
+  }
+}
+
 TEST(CniJson, RoundTripKeepsTypesAndOrderAndEscapes) {
   const std::string in = R"({"b":"1","a":1,"c":[true,null,-2.5e3],"d":{"x":"q\"\\\n\u0001"}})";
   auto node = parseJsonObject(in);
