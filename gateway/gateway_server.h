@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "common/shared_slot.h"
 #include "gateway/gateway_context.h"
 #include "gateway/h2_connection.h"
 #include "gateway/tunnel_opener.h"
@@ -46,7 +47,7 @@ class GatewayServer {
 
   GatewayInputs& in_;
   TunnelOpener opener_;
-  std::atomic<std::shared_ptr<ssl::context>> ctx_;
+  SharedSlot<ssl::context> ctx_;
   std::unique_ptr<asio::ip::tcp::acceptor> acceptor_;
   uint16_t port_ = 0;
   std::atomic<bool> draining_{false};

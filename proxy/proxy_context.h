@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "common/shared_slot.h"
 #include "policy/model.h"
 #include "policy/snapshot.h"
 #include "proxy/asio.h"
@@ -75,7 +76,7 @@ class SnapshotHolder {
   }
 
  private:
-  std::atomic<policy::SnapshotPtr> current_;
+  SharedSlot<const policy::Snapshot> current_;
   std::mutex mu_;
   std::vector<std::pair<std::weak_ptr<const void>, Observer>> observers_;
 };

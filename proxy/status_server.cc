@@ -42,7 +42,7 @@ Status StatusServer::listen(const std::string& ip, uint16_t port) {
   boost::system::error_code ec;
   auto addr = asio::ip::make_address(ip, ec);
   if (ec) return fail("status server: bad address " + ip);
-  auto acc = std::make_unique<asio::ip::tcp::acceptor>(io_);
+  auto acc = std::make_unique<asio::ip::tcp::acceptor>(asio::make_strand(io_));
   asio::ip::tcp::endpoint ep(addr, port);
   acc->open(ep.protocol(), ec);
   if (!ec) acc->set_option(asio::socket_base::reuse_address(true), ec);
@@ -54,12 +54,12 @@ Status StatusServer::listen(const std::string& ip, uint16_t port) {
   }
   port_ = acc->local_endpoint().port();
   acceptor_ = std::move(acc);
-  asio::co_spawn(io_, acceptLoop(), asio::detached);
+  asio::co_spawn(acceptor_->get_executor(), acceptLoop(), asio::detached);
   return {};
 }
 
 Status StatusServer::listenFd(int fd) {
-  auto acc = std::make_unique<asio::ip::tcp::acceptor>(io_);
+  auto acc = std::make_unique<asio::ip::tcp::acceptor>(asio::make_strand(io_));
   sockaddr_storage ss{};
   socklen_t len = sizeof ss;
   if (::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) {
@@ -75,15 +75,18 @@ Status StatusServer::listenFd(int fd) {
   }
   port_ = acc->local_endpoint().port();
   acceptor_ = std::move(acc);
-  asio::co_spawn(io_, acceptLoop(), asio::detached);
+  asio::co_spawn(acceptor_->get_executor(), acceptLoop(), asio::detached);
   return {};
 }
 
 void StatusServer::close() {
-  if (acceptor_) {
+  if (!acceptor_) return;
+  // The accept loop runs on the acceptor's strand: closing it from another thread would race
+  // with the pending accept (ThreadSanitizer saw it), so the close goes through the strand.
+  asio::post(acceptor_->get_executor(), [a = acceptor_.get()] {
     boost::system::error_code ec;
-    acceptor_->close(ec);
-  }
+    a->close(ec);
+  });
 }
 
 awaitable<void> StatusServer::acceptLoop() {
