@@ -3,9 +3,15 @@
 PRESET ?= release
 BUILD := build/$(PRESET)
 FUZZ_BUILD := build/fuzz
+ASAN_BUILD := build/asan
+TSAN_BUILD := build/tsan
+# Sanitizer runs: any report fails the test (UBSan does not recover: -fno-sanitize-recover=all).
+SAN_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1 \
+  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps configure build fuzz-build test unit demo bench format clean
+.PHONY: all deps configure build fuzz-build asan-build tsan-build test test-sanitize unit demo bench format clean
 
 all: build
 
@@ -18,6 +24,12 @@ $(BUILD)/build.ninja:
 $(FUZZ_BUILD)/build.ninja:
 	cmake --preset fuzz
 
+$(ASAN_BUILD)/build.ninja:
+	cmake --preset asan
+
+$(TSAN_BUILD)/build.ninja:
+	cmake --preset tsan
+
 configure: deps $(BUILD)/build.ninja
 
 build: configure
@@ -26,8 +38,22 @@ build: configure
 fuzz-build: deps $(FUZZ_BUILD)/build.ninja
 	cmake --build $(FUZZ_BUILD) -j $(JOBS)
 
-test: build fuzz-build
-	ctest --test-dir $(BUILD) -j $(JOBS) --output-on-failure --timeout 600
+asan-build: deps $(ASAN_BUILD)/build.ninja
+	cmake --build $(ASAN_BUILD) -j $(JOBS)
+
+tsan-build: deps $(TSAN_BUILD)/build.ninja
+	cmake --build $(TSAN_BUILD) -j $(JOBS) --target gtest_suites
+
+# Every test (unit, netns, e2e on the lab, fuzz, bench smoke) on the AddressSanitizer +
+# UndefinedBehaviorSanitizer build: the lab's agent, gateway and CNI plugin run instrumented too,
+# and any report aborts the process, which fails the test. One build keeps CI inside its budget.
+test: asan-build fuzz-build
+	$(SAN_ENV) ctest --test-dir $(ASAN_BUILD) -j $(JOBS) --output-on-failure --timeout 600
+
+# The unit and netns tests under ASan + UBSan and under ThreadSanitizer (a second build).
+test-sanitize: asan-build tsan-build
+	$(SAN_ENV) ctest --test-dir $(ASAN_BUILD) -j $(JOBS) -L 'unit|netns' --output-on-failure --timeout 600
+	$(SAN_ENV) ctest --test-dir $(TSAN_BUILD) -j $(JOBS) -L 'unit|netns' --output-on-failure --timeout 600
 
 unit: build
 	ctest --test-dir $(BUILD) -j $(JOBS) -L unit --output-on-failure

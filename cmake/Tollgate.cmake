@@ -38,4 +38,10 @@ function(tollgate_tests dir)
   gtest_discover_tests(${exe}
     PROPERTIES LABELS ${ARG_LABEL} TIMEOUT ${ARG_TIMEOUT}
     DISCOVERY_TIMEOUT 60)
+  # `gtest_suites` builds every unit and netns test binary (and what they run) but not the rest:
+  # the sanitizer builds of `make test` / `make test-sanitize` need nothing more.
+  if(NOT TARGET gtest_suites)
+    add_custom_target(gtest_suites)
+  endif()
+  add_dependencies(gtest_suites ${exe})
 endfunction()

@@ -1,7 +1,8 @@
-// libFuzzer target for the enrollment socket (/run/tollgate/cni.sock, also the handoff socket)
-// as the agent reads it: the input bytes are what a peer wrote before closing its end, decoded by
+// libFuzzer target for the agent's framed unix sockets (/run/tollgate/cni.sock, also the handoff
+// socket, and the admin socket's framing and AdminRequest) as the agent reads them: the input bytes are what a peer wrote before closing its end, decoded by
 // the real recvFrame over a unix socketpair (4-byte big-endian length, then the payload), and each
-// decoded payload parsed as an EnrollRequest the way agent/enroll_server.cc does. Whatever the
+// decoded payload parsed as an EnrollRequest the way agent/enroll_server.cc does, and as an
+// AdminRequest. Whatever the
 // bytes: no crash, no sanitizer report, never more than kMaxFrameBytes of payload, and a frame
 // shorter than its header or length is an error, never a truncated message.
 #include <sys/socket.h>
@@ -14,6 +15,7 @@
 #include <google/protobuf/stubs/common.h>
 
 #include "common/framing.h"
+#include "proto/admin.pb.h"
 #include "proto/enroll.pb.h"
 
 namespace {
@@ -56,6 +58,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     check(consumed <= size);
     check(std::memcmp(frame->payload.data(), data + consumed - frame->payload.size(),
                       frame->payload.size()) == 0);
+
+    tollgate::admin::AdminRequest admin;
+    if (admin.ParseFromString(frame->payload)) {
+      (void)admin.request_case();
+      std::string who = admin.rules().namespace_() + "/" + admin.rules().name() +
+                        admin.verify().namespace_() + "/" + admin.verify().name();
+      std::string again;
+      check(admin.SerializeToString(&again));
+    }
 
     tollgate::enroll::EnrollRequest req;
     if (!req.ParseFromString(frame->payload)) continue;  // the agent replies code 100
