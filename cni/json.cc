@@ -2,9 +2,45 @@
 
 #include <regex>
 
+#include <fmt/format.h>
+
 namespace tollgate::cni {
 
+namespace {
+
+// YAML reads an implicit (flow) key of at most 1024 characters: a longer key could be read once
+// but not again after toJson() escaped it. No CNI or tollgate key comes close.
+constexpr size_t kMaxKeyJsonBytes = 512;
+
+Status checkKeys(const YAML::Node& node) {
+  if (node.IsMap()) {
+    for (const auto& kv : node) {
+      const std::string& key = kv.first.Scalar();
+      if (jsonQuote(key).size() > kMaxKeyJsonBytes) {
+        return fail(fmt::format("invalid JSON: object key longer than {} bytes", kMaxKeyJsonBytes));
+      }
+      if (auto st = checkKeys(kv.second); !st) return st;
+    }
+  } else if (node.IsSequence()) {
+    for (const auto& item : node) {
+      if (auto st = checkKeys(item); !st) return st;
+    }
+  }
+  return {};
+}
+
+}  // namespace
+
 Result<YAML::Node> parseJsonObject(std::string_view text) {
+  // JSON allows no raw control characters (RFC 8259: in strings they must be escaped; between
+  // tokens only tab, LF and CR may appear, so those three are let through). YAML would take the
+  // others, and their escaped form written back by toJson() is six times longer.
+  for (size_t i = 0; i < text.size(); ++i) {
+    auto c = static_cast<unsigned char>(text[i]);
+    if (c < 0x20 && c != '\t' && c != '\n' && c != '\r') {
+      return fail(fmt::format("invalid JSON: control character 0x{:02x} at byte {}", c, i));
+    }
+  }
   YAML::Node node;
   try {
     node = YAML::Load(std::string(text));
@@ -12,6 +48,7 @@ Result<YAML::Node> parseJsonObject(std::string_view text) {
     return fail(std::string("invalid JSON: ") + e.what());
   }
   if (!node.IsMap()) return fail("invalid JSON: expected an object at the top level");
+  if (auto st = checkKeys(node); !st) return std::unexpected(st.error());
   return node;
 }
 

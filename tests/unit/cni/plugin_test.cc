@@ -315,6 +315,33 @@ TEST(CniJson, RoundTripKeepsTypesAndOrderAndEscapes) {
   EXPECT_EQ(toJson(*node), R"({"b":"1","a":1,"c":[true,null,-2.5e3],"d":{"x":"q\"\\\n\u0001"}})");
 }
 
+TEST(CniJson, RawControlCharactersAreRefusedLikeJsonDoes) {
+  // Found by the cni_config fuzz target: a raw ESC or NUL in a string was accepted, and the
+  // escaped form written back no longer parsed.
+  auto esc = parseJsonObject(std::string("{\"a\":\"x\x1by\"}"));
+  ASSERT_FALSE(esc.has_value());
+  EXPECT_NE(esc.error().str().find("control character 0x1b at byte 7"), std::string::npos)
+      << esc.error().str();
+  EXPECT_FALSE(parseJsonObject(std::string("{\"a\":\"x\0y\"}", 10)).has_value());
+  // Whitespace between tokens is fine.
+  EXPECT_TRUE(parseJsonObject("{\n\t\"a\": 1\r\n}").has_value());
+}
+
+TEST(CniJson, OverlongKeysAreRefusedSoWhatIsWrittenBackParsesAgain) {
+  const std::string key(600, 'k');
+  auto r = parseJsonObject("{\"a\":{\"" + key + "\":1}}");
+  ASSERT_FALSE(r.has_value());
+  EXPECT_NE(r.error().str().find("object key longer than 512 bytes"), std::string::npos)
+      << r.error().str();
+  // Escapes count as written back: 100 x \u0001 is 600 bytes of JSON.
+  std::string escaped;
+  for (int i = 0; i < 100; ++i) escaped += "\\u0001";
+  EXPECT_FALSE(parseJsonObject("{\"" + escaped + "\":1}").has_value());
+  auto ok = parseJsonObject("{\"" + std::string(400, 'k') + "\":1}");
+  ASSERT_TRUE(ok.has_value());
+  EXPECT_TRUE(parseJsonObject(toJson(*ok)).has_value());
+}
+
 TEST(CniArgs, ParsesPairsAndRejectsGarbage) {
   auto a = parseCniArgs("IgnoreUnknown=1;K8S_POD_NAME=client");
   ASSERT_TRUE(a.has_value());
