@@ -67,6 +67,13 @@ Result<Http1Request> parseHttp1Request(std::string_view head) {
     if (colon == 0 || colon == std::string_view::npos || !isToken(h.substr(0, colon))) {
       return fail("malformed header line");
     }
+    // RFC 9110 5.5: no CR, LF, NUL or other controls in a value (HTAB aside). A bare LF would
+    // end the line for the origin and smuggle a header (a second Host) past the rewrite below.
+    for (unsigned char c : h.substr(colon + 1)) {
+      if ((c < 0x20 && c != '\t') || c == 0x7f) {
+        return fail(fmt::format("control character 0x{:02x} in header value", c));
+      }
+    }
   }
   return r;
 }

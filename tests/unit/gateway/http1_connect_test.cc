@@ -68,6 +68,19 @@ TEST(Http1Forward, PortsAndEmptyPaths) {
   EXPECT_TRUE(q->head.starts_with("GET /?x HTTP/1.1\r\n")) << q->head;
 }
 
+TEST(Http1Forward, ControlCharactersInHeaderValuesCannotSmuggleAHeader) {
+  // A bare LF ends the line for many origins: "X: a\nHost: evil" would be a second Host after
+  // the rewrite. Every control byte but HTAB in a value refuses the request.
+  for (std::string bad : {std::string("X: a\nHost: evil.test"), std::string("X: a\rHost: evil.test"),
+                          std::string("X: a\0b", 7), std::string("X: \x7f")}) {
+    std::string head = "GET http://svc.test/ HTTP/1.1\r\n" + bad + "\r\n\r\n";
+    auto f = toOriginForm(head);
+    ASSERT_FALSE(f) << f->head;
+    EXPECT_NE(f.error().str().find("in header value"), std::string::npos) << f.error().str();
+  }
+  EXPECT_TRUE(toOriginForm("GET http://svc.test/ HTTP/1.1\r\nX: a\tb\r\n\r\n"));
+}
+
 TEST(Http1Forward, RejectsOriginFormAndOtherSchemes) {
   EXPECT_FALSE(toOriginForm("GET / HTTP/1.1\r\nHost: svc.test\r\n\r\n"));
   EXPECT_FALSE(toOriginForm("GET https://svc.test/ HTTP/1.1\r\n\r\n"));

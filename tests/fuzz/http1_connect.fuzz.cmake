@@ -1,0 +1,1 @@
+tollgate_fuzz_target(http1_connect SOURCES gateway/http1_connect.cc)
