@@ -8,6 +8,7 @@
 #include "agent/memory.h"
 #include "agent/tunnel_identity.h"
 #include "common/fd_limit.h"
+#include "proxy/connection_budget.h"
 #include "common/framing.h"
 #include "common/log.h"
 #include "policy/config_loader.h"
@@ -31,6 +32,8 @@ Agent::Agent(AgentOptions options)
       resolver_(io_),
       inputs_{io_, proxy::ProxyOptions{}, snapshots_, metrics_, accessLog_, resolver_} {
   inputs_.sockets = &sockets_;
+  inputs_.options.sniffTimeout = options_.sniffTimeout;
+  inputs_.options.maxConnectionsPerPod = options_.maxConnectionsPerPod;
 }
 
 Agent::~Agent() { stop(); }
@@ -190,6 +193,8 @@ Status Agent::start() {
   if (!takeover) return std::unexpected(takeover.error());
   takeover_ = std::move(*takeover);
   metrics_.addCollector([this] { return handoffCounters_.prometheus(); });
+  budget_ = std::make_unique<proxy::ConnectionBudget>(nodeConnectionLimit());
+  inputs_.budget = budget_.get();
   pods_ = std::make_unique<PodManager>(inputs_, options_.runDir);
   if (auto st = pods_->init(); !st) return st;
 
@@ -293,6 +298,20 @@ void Agent::stop() {
     threads_.clear();
     started_ = false;
   }
+}
+
+size_t Agent::nodeConnectionLimit() const {
+  size_t want = options_.maxConnectionsPerNode;
+  rlimit lim{};
+  if (::getrlimit(RLIMIT_NOFILE, &lim) != 0 || lim.rlim_cur == RLIM_INFINITY) return want;
+  // Two descriptors per proxied connection, and room for the per-pod ones (fd_limit.h).
+  size_t reserve = std::min<size_t>(static_cast<size_t>(lim.rlim_cur) / 2, 4096);
+  size_t fits = (static_cast<size_t>(lim.rlim_cur) - reserve) / 2;
+  if (fits >= want) return want;
+  fits = std::max<size_t>(fits, 1);
+  log::warn(kLog, "{} {} does not fit the open files limit {}: using {}",
+            flags::kMaxConnectionsPerNode, want, lim.rlim_cur, fits);
+  return fits;
 }
 
 int Agent::run() {

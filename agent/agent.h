@@ -24,6 +24,7 @@
 #include "policy/snapshot.h"
 #include "proxy/access_log.h"
 #include "proxy/asio.h"
+#include "proxy/connection_budget.h"
 #include "proxy/metrics.h"
 #include "proxy/proxy_context.h"
 #include "proxy/resolver.h"
@@ -87,6 +88,8 @@ class Agent {
                          const std::function<Result<int>()>& make);
   // Commits a takeover (if this agent started by one) and starts serving handoff.sock.
   Status startHandoff();
+  // --max-connections-per-node, lowered to what the open files limit can hold.
+  size_t nodeConnectionLimit() const;
   // The serving side's hooks (agent/handoff.h).
   void pauseForHandoff();
   void resumeAfterHandoff();
@@ -104,6 +107,7 @@ class Agent {
   proxy::AccessLog accessLog_;
   proxy::Resolver resolver_;
   proxy::ProxyInputs inputs_;
+  std::unique_ptr<proxy::ConnectionBudget> budget_;  // inputs_.budget, sized in start()
   std::unique_ptr<PodManager> pods_;
   std::unique_ptr<EnrollServer> enroll_;
   std::unique_ptr<Reconciler> reconciler_;

@@ -85,13 +85,19 @@ std::string usage() {
       "                     e.g. 200ms, 1m; 0 disables)\n"
       "  {} INTERVAL  after handing the sockets to a new agent (it takes them over through\n"
       "                     <run-dir>/handoff.sock on start), let open connections finish for\n"
-      "                     up to this long, then exit (default 30s; 0 = close at once)\n",
+      "                     up to this long, then exit (default 30s; 0 = close at once)\n"
+      "  {} INTERVAL  a connection's first message must be complete this long after\n"
+      "                     accept, or it is reset (default 5s)\n"
+      "  {} N  open connections per pod (default 1024)\n"
+      "  {} N  open connections on the node (default 16384, lowered to fit the\n"
+      "                     open files limit); a pod under its fair share is still admitted\n",
       flags::kConfigDir, flags::kRunDir, flags::kMetricsPort, flags::kHealthPort,
       flags::kLogFormat, flags::kAccessLog, flags::kThreads, flags::kPodInterface,
       flags::kLogLevel, flags::kConfigDir, flags::kRunDir, flags::kMetricsPort,
       flags::kHealthPort, flags::kLogFormat, flags::kAccessLog, flags::kThreads,
       flags::kPodInterface, flags::kCaCert, flags::kSvidLifetime, flags::kTunnelConnections,
-      flags::kReconcileInterval, flags::kDrainTime);
+      flags::kReconcileInterval, flags::kDrainTime, flags::kSniffTimeout,
+      flags::kMaxConnectionsPerPod, flags::kMaxConnectionsPerNode);
 }
 
 Result<AgentOptions> parseOptions(const std::vector<std::string>& args) {
@@ -165,6 +171,16 @@ Result<AgentOptions> parseOptions(const std::vector<std::string>& args) {
       auto d = parseInterval(flag, *v);
       if (!d) return std::unexpected(d.error());
       o.drainTime = *d;
+    } else if (flag == flags::kSniffTimeout) {
+      auto d = parseInterval(flag, *v);
+      if (!d) return std::unexpected(d.error());
+      if (d->count() == 0) return fail(fmt::format("{}: must not be 0", flag));
+      o.sniffTimeout = *d;
+    } else if (flag == flags::kMaxConnectionsPerPod || flag == flags::kMaxConnectionsPerNode) {
+      auto n = parseUint(flag, *v, 1, 10'000'000);
+      if (!n) return std::unexpected(n.error());
+      (flag == flags::kMaxConnectionsPerPod ? o.maxConnectionsPerPod : o.maxConnectionsPerNode) =
+          static_cast<size_t>(*n);
     } else {
       return fail(fmt::format("unknown flag '{}'", flag));
     }

@@ -29,6 +29,9 @@ inline constexpr std::string_view kSvidLifetime = "--svid-lifetime";
 inline constexpr std::string_view kTunnelConnections = "--tunnel-connections";
 inline constexpr std::string_view kReconcileInterval = "--reconcile-interval";
 inline constexpr std::string_view kDrainTime = "--drain-time";
+inline constexpr std::string_view kSniffTimeout = "--sniff-timeout";
+inline constexpr std::string_view kMaxConnectionsPerPod = "--max-connections-per-pod";
+inline constexpr std::string_view kMaxConnectionsPerNode = "--max-connections-per-node";
 inline constexpr std::string_view kHelp = "--help";
 }  // namespace flags
 
@@ -57,6 +60,13 @@ struct AgentOptions {
   // After handing its sockets to a new agent (listener handoff), how long the old one lets
   // open connections finish before it closes them and exits; 0: close at once.
   std::chrono::milliseconds drainTime{30000};
+  // A connection's first message (TLS ClientHello, HTTP request head) must be complete within
+  // this long from accept, however slowly it trickles in (slowloris); then it is reset.
+  std::chrono::milliseconds sniffTimeout{5000};
+  // Open proxied connections per pod, and on the node (a pod under its fair share of the node
+  // limit is still admitted; proxy/connection_budget.h). Over them new connections are reset.
+  size_t maxConnectionsPerPod = 1024;
+  size_t maxConnectionsPerNode = 16384;
   bool help = false;
 };
 

@@ -127,6 +127,9 @@ std::string Metrics::render() const {
           sniffTimeouts.load());
   counter("tollgate_limit_rejections_total", "Connections refused by the per-pod limit.",
           limitRejections.load());
+  counter("tollgate_node_limit_rejections_total",
+          "Connections refused by the node-wide limit (the pod held its fair share).",
+          nodeLimitRejections.load());
   counter("tollgate_resolver_failures_total", "Upstream name resolutions that failed.",
           resolverFailures.load());
   counter("tollgate_upstream_connect_failures_total", "Upstream connects that failed.",

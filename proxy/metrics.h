@@ -39,7 +39,8 @@ class Metrics {
   std::atomic<uint64_t> bytesUp{0};
   std::atomic<uint64_t> bytesDown{0};
   std::atomic<uint64_t> sniffTimeouts{0};
-  std::atomic<uint64_t> limitRejections{0};
+  std::atomic<uint64_t> limitRejections{0};      // per-pod connection limit
+  std::atomic<uint64_t> nodeLimitRejections{0};  // node-wide limit (ConnectionBudget)
   std::atomic<uint64_t> resolverFailures{0};
   std::atomic<uint64_t> upstreamConnectFailures{0};
   std::atomic<uint64_t> httpUpgrades{0};  // HTTP connections switched after a 101 (WebSocket)

@@ -7,6 +7,7 @@
 
 #include "common/log.h"
 #include "proxy/access_log.h"
+#include "proxy/connection_budget.h"
 #include "proxy/metrics.h"
 #include "proxy/session.h"
 #include "proxy/socket_registry.h"
@@ -21,6 +22,10 @@ Result<std::shared_ptr<OutboundListener>> OutboundListener::create(ProxyInputs& 
                                                                    PodInfo pod,
                                                                    NetnsRunner runner) {
   std::shared_ptr<OutboundListener> l(new OutboundListener(inputs, std::move(pod), std::move(runner)));
+  if (inputs.budget) {
+    inputs.budget->podAdded();
+    l->counted_ = true;
+  }
   uint16_t port = inputs.options.outboundPort;
   for (bool v6 : {false, true}) {
     Endpoint bind{*policy::IpAddress::parse(v6 ? "::1" : "127.0.0.1"), port};
@@ -49,6 +54,7 @@ Result<std::shared_ptr<OutboundListener>> OutboundListener::create(ProxyInputs& 
 }
 
 OutboundListener::~OutboundListener() {
+  if (counted_) inputs_.budget->podRemoved();
   // The last owner is going away, so nothing else can be using the acceptors: close them here
   // rather than posting to an io_context that may itself be shutting down.
   for (auto& acc : acceptors_) {
@@ -102,6 +108,7 @@ void OutboundListener::sessionStarted(const std::shared_ptr<Session>& s) {
 
 void OutboundListener::sessionEnded(Session* s) {
   active_--;
+  if (inputs_.budget) inputs_.budget->release();
   std::lock_guard lock(mu_);
   // Expired entries (this one is being destroyed or about to be) are pruned here.
   for (auto it = sessions_.begin(); it != sessions_.end();) {
@@ -112,6 +119,34 @@ void OutboundListener::sessionEnded(Session* s) {
       ++it;
     }
   }
+}
+
+void OutboundListener::refuseOverLimit(int fd, std::string_view reason, size_t limit) {
+  inputs_.metrics.countConnection("deny", reason);
+  AccessRecord r;
+  r.start = std::chrono::system_clock::now();
+  r.podNs = pod_.ns;
+  r.podName = pod_.name;
+  r.decision = "deny";
+  r.reason = std::string(reason);
+  if (auto local = localEndpoint(fd)) {
+    auto dst = originalDestination(fd, local->ip.isV4() ? AF_INET : AF_INET6);
+    if (dst) r.originalDst = dst->str();
+  }
+  inputs_.accessLog.write(r);
+  uint64_t held = 0;
+  if (limitLog_.allow(&held)) {
+    if (reason == "connection_limit") {
+      log::warn(kLog, "pod {}: connection limit {} reached: reset ({} more since the last report)",
+                pod_.key(), limit, held);
+    } else {
+      log::warn(kLog,
+                "pod {}: node connection limit {} reached and the pod holds its share ({} of {} "
+                "pods): reset ({} more since the last report)",
+                pod_.key(), limit, inputs_.budget->fairShare(), inputs_.budget->pods(), held);
+    }
+  }
+  armReset(fd);
 }
 
 awaitable<void> OutboundListener::acceptLoop(asio::ip::tcp::acceptor* acceptor) {
@@ -132,23 +167,18 @@ awaitable<void> OutboundListener::acceptLoop(asio::ip::tcp::acceptor* acceptor) 
     // a handoff (the next agent accepts from the same queue, so dropping it would fail a client
     // for nothing). Only a pod that is going away (close with closeSessions) drops it.
     if (!listening_ && aborting_) co_return;
-    if (static_cast<size_t>(active_.load()) >= inputs_.options.maxConnectionsPerPod) {
+    size_t podActive = static_cast<size_t>(active_.load());
+    if (podActive >= inputs_.options.maxConnectionsPerPod) {
       inputs_.metrics.limitRejections++;
-      inputs_.metrics.countConnection("deny", "connection_limit");
-      log::warn(kLog, "pod {}: connection limit {} reached: reset", pod_.key(),
-                inputs_.options.maxConnectionsPerPod);
-      AccessRecord r;
-      r.start = std::chrono::system_clock::now();
-      r.podNs = pod_.ns;
-      r.podName = pod_.name;
-      r.decision = "deny";
-      r.reason = "connection_limit";
-      if (auto local = localEndpoint(sock.native_handle())) {
-        auto dst = originalDestination(sock.native_handle(), local->ip.isV4() ? AF_INET : AF_INET6);
-        if (dst) r.originalDst = dst->str();
-      }
-      inputs_.accessLog.write(r);
-      armReset(sock.native_handle());
+      refuseOverLimit(sock.native_handle(), "connection_limit",
+                      inputs_.options.maxConnectionsPerPod);
+      sock.close(ec);
+      continue;
+    }
+    // Released in sessionEnded().
+    if (inputs_.budget && !inputs_.budget->acquire(podActive)) {
+      inputs_.metrics.nodeLimitRejections++;
+      refuseOverLimit(sock.native_handle(), "node_connection_limit", inputs_.budget->limit());
       sock.close(ec);
       continue;
     }

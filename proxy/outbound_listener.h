@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "common/log_throttle.h"
 #include "proxy/asio.h"
 #include "proxy/pod_dns_table.h"
 #include "proxy/proxy_context.h"
@@ -54,6 +55,10 @@ class OutboundListener : public std::enable_shared_from_this<OutboundListener> {
   OutboundListener(ProxyInputs& inputs, PodInfo pod, NetnsRunner runner)
       : inputs_(inputs), pod_(std::move(pod)), runner_(std::move(runner)) {}
   awaitable<void> acceptLoop(asio::ip::tcp::acceptor* acceptor);
+  // Counts, access-logs and arms the reset of a connection refused by a limit (the caller
+  // closes it); the warning is logged at most once a second (a flood must not become a log
+  // flood).
+  void refuseOverLimit(int fd, std::string_view reason, size_t limit);
 
   ProxyInputs& inputs_;
   PodInfo pod_;
@@ -63,6 +68,8 @@ class OutboundListener : public std::enable_shared_from_this<OutboundListener> {
   std::atomic<bool> listening_{false};
   std::atomic<bool> aborting_{false};  // closed with closeSessions: late accepts are dropped
   std::atomic<int64_t> active_{0};
+  bool counted_ = false;  // registered with inputs_.budget as an enrolled pod
+  log::Throttle limitLog_;
   std::mutex mu_;
   std::set<std::weak_ptr<Session>, std::owner_less<std::weak_ptr<Session>>> sessions_;
 };

@@ -22,6 +22,7 @@ class AccessLog;
 class Resolver;
 class TunnelPool;
 class SocketRegistry;
+class ConnectionBudget;
 
 struct ProxyOptions {
   uint16_t outboundPort = 15001;
@@ -37,6 +38,8 @@ struct ProxyOptions {
   size_t sniffMaxBytes = 16 * 1024;
   std::chrono::milliseconds connectTimeout{10000};
   std::chrono::milliseconds idleTimeout{300 * 1000};
+  // Open connections one pod may hold; over it new ones are reset (connection_limit). The
+  // node-wide limit is ProxyInputs::budget.
   size_t maxConnectionsPerPod = 1024;
   bool splice = true;  // splice() plaintext relays that are not re-inspected
   // Where upstream sockets of external routes (Direct, Gateway) are created. true: in the
@@ -95,6 +98,9 @@ struct ProxyInputs {
   // Where every socket that must outlive this agent process is obtained and recorded (listener
   // handoff, proxy/socket_registry.h); null: sockets are created directly.
   SocketRegistry* sockets = nullptr;
+  // The node-wide connection limit shared by all pods (node_connection_limit); null: none (the
+  // agent always sets one).
+  ConnectionBudget* budget = nullptr;
 };
 
 // The pod a listener serves, as enrolled. Labels and service account here are the fallback when

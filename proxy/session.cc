@@ -396,10 +396,18 @@ awaitable<bool> Session::sniff() {
         protocol_ = Sniffed::Http;
         record_.protocol = "http";
         record_.decision = "deny";
-        record_.reason = "invalid_request";
+        // The head did not end within the cap (sniffMaxBytes): its own reason and status, so a
+        // header flood is told apart from a malformed request.
+        bool tooLarge = buffered_.size() >= cap;
+        record_.reason = tooLarge ? "header_too_large" : "invalid_request";
         log::info(kLog, "{}/{} -> {}: invalid HTTP request: {}", record_.podNs, record_.podName,
                   record_.originalDst, r.error);
-        co_await sendHttpError(400, "Bad Request", "x-tollgate-denied", "invalid_request");
+        if (tooLarge) {
+          co_await sendHttpError(431, "Request Header Fields Too Large", "x-tollgate-denied",
+                                 "header_too_large");
+        } else {
+          co_await sendHttpError(400, "Bad Request", "x-tollgate-denied", "invalid_request");
+        }
         co_return false;
       }
     } else if (p == Protocol::Opaque) {

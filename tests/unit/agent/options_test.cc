@@ -55,5 +55,27 @@ TEST(AgentOptionsTest, DrainTime) {
   EXPECT_NE(usage().find("--drain-time"), std::string::npos);
 }
 
+TEST(AgentOptionsTest, Limits) {
+  auto d = parseOptions({"--config-dir", "/c"});
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->sniffTimeout, std::chrono::seconds(5));
+  EXPECT_EQ(d->maxConnectionsPerPod, 1024u);
+  EXPECT_EQ(d->maxConnectionsPerNode, 16384u);
+  auto o = parseOptions({"--config-dir", "/c", "--sniff-timeout", "2s", "--max-connections-per-pod=50",
+                         "--max-connections-per-node", "800"});
+  ASSERT_TRUE(o) << o.error().str();
+  EXPECT_EQ(o->sniffTimeout, std::chrono::seconds(2));
+  EXPECT_EQ(o->maxConnectionsPerPod, 50u);
+  EXPECT_EQ(o->maxConnectionsPerNode, 800u);
+  // No limit can be switched off: 0 is refused with the flag named.
+  for (const char* flag : {"--sniff-timeout", "--max-connections-per-pod", "--max-connections-per-node"}) {
+    auto bad = parseOptions({"--config-dir", "/c", flag, "0"});
+    ASSERT_FALSE(bad) << flag;
+    EXPECT_NE(bad.error().str().find(flag), std::string::npos) << bad.error().str();
+    EXPECT_NE(usage().find(flag), std::string::npos) << flag;
+  }
+  EXPECT_FALSE(parseOptions({"--config-dir", "/c", "--max-connections-per-pod", "many"}));
+}
+
 }  // namespace
 }  // namespace tollgate::agent
