@@ -97,6 +97,9 @@ class Agent {
   void retire();
 
   AgentOptions options_;
+  // inputs_.budget, sized in start(). Declared before io_ so it outlives it: listeners still
+  // queued in io_ give their pod back to the budget when io_ destroys them.
+  std::unique_ptr<proxy::ConnectionBudget> budget_;
   proxy::asio::io_context io_;
   proxy::asio::executor_work_guard<proxy::asio::io_context::executor_type> work_;
   std::vector<std::thread> threads_;
@@ -107,7 +110,6 @@ class Agent {
   proxy::AccessLog accessLog_;
   proxy::Resolver resolver_;
   proxy::ProxyInputs inputs_;
-  std::unique_ptr<proxy::ConnectionBudget> budget_;  // inputs_.budget, sized in start()
   std::unique_ptr<PodManager> pods_;
   std::unique_ptr<EnrollServer> enroll_;
   std::unique_ptr<Reconciler> reconciler_;

@@ -24,7 +24,7 @@ Result<std::shared_ptr<OutboundListener>> OutboundListener::create(ProxyInputs& 
   std::shared_ptr<OutboundListener> l(new OutboundListener(inputs, std::move(pod), std::move(runner)));
   if (inputs.budget) {
     inputs.budget->podAdded();
-    l->counted_ = true;
+    l->countedIn_ = inputs.budget;
   }
   uint16_t port = inputs.options.outboundPort;
   for (bool v6 : {false, true}) {
@@ -54,7 +54,7 @@ Result<std::shared_ptr<OutboundListener>> OutboundListener::create(ProxyInputs& 
 }
 
 OutboundListener::~OutboundListener() {
-  if (counted_) inputs_.budget->podRemoved();
+  if (countedIn_) countedIn_->podRemoved();
   // The last owner is going away, so nothing else can be using the acceptors: close them here
   // rather than posting to an io_context that may itself be shutting down.
   for (auto& acc : acceptors_) {

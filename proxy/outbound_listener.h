@@ -15,6 +15,7 @@
 namespace tollgate::proxy {
 
 class Session;
+class ConnectionBudget;
 
 // The capture listeners of one enrolled pod: 127.0.0.1:<port> and [::1]:<port>, created inside
 // the pod's netns (so the pod's source address is kept and nothing is reachable from outside),
@@ -68,7 +69,9 @@ class OutboundListener : public std::enable_shared_from_this<OutboundListener> {
   std::atomic<bool> listening_{false};
   std::atomic<bool> aborting_{false};  // closed with closeSessions: late accepts are dropped
   std::atomic<int64_t> active_{0};
-  bool counted_ = false;  // registered with inputs_.budget as an enrolled pod
+  // inputs_.budget when this pod is counted in it; kept here because the destructor may run
+  // while io_context tears down, after the ProxyInputs are gone (the budget outlives both).
+  ConnectionBudget* countedIn_ = nullptr;
   log::Throttle limitLog_;
   std::mutex mu_;
   std::set<std::weak_ptr<Session>, std::owner_less<std::weak_ptr<Session>>> sessions_;

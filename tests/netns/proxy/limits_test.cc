@@ -345,6 +345,8 @@ http {{
   int r_ = 0;
   std::string attackerNsName_, victimNsName_, netNsName_, dir_;
   std::optional<Netns> attackerNs_, victimNs_;
+  // Before io_: listeners that io_ destroys give their pod back to it.
+  std::unique_ptr<ConnectionBudget> budget_;
   asio::io_context io_;
   asio::executor_work_guard<asio::io_context::executor_type> work_{io_.get_executor()};
   std::vector<std::thread> threads_;
@@ -352,7 +354,6 @@ http {{
   Metrics metrics_;
   AccessLog accessLog_;
   std::unique_ptr<Resolver> resolver_;
-  std::unique_ptr<ConnectionBudget> budget_;
   std::unique_ptr<ProxyInputs> inputs_;
   std::vector<std::shared_ptr<OutboundListener>> listeners_;
 };
