@@ -21,6 +21,19 @@ uint64_t GatewayMetrics::streams(std::string_view result, std::string_view reaso
   return n;
 }
 
+void GatewayMetrics::countH2Abuse(std::string_view reason) {
+  std::lock_guard lock(mu_);
+  auto it = h2Abuse_.find(reason);
+  if (it == h2Abuse_.end()) it = h2Abuse_.emplace(std::string(reason), 0).first;
+  ++it->second;
+}
+
+uint64_t GatewayMetrics::h2Abuse(std::string_view reason) const {
+  std::lock_guard lock(mu_);
+  auto it = h2Abuse_.find(reason);
+  return it == h2Abuse_.end() ? 0 : it->second;
+}
+
 std::string GatewayMetrics::render() const {
   std::string out;
   auto metric = [&](std::string_view name, std::string_view type, std::string_view help, double v) {
@@ -39,6 +52,19 @@ std::string GatewayMetrics::render() const {
           static_cast<double>(v));
     }
   }
+  out +=
+      "# HELP tollgate_gateway_h2_abuse_total HTTP/2 client connections closed for abusing the "
+      "protocol, by reason.\n# TYPE tollgate_gateway_h2_abuse_total counter\n";
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [reason, v] : h2Abuse_) {
+      out += proxy::formatSample("tollgate_gateway_h2_abuse_total", {{"reason", reason}},
+                                 static_cast<double>(v));
+    }
+  }
+  metric("tollgate_gateway_h2_idle_closed_total", "counter",
+         "HTTP/2 client connections closed (GOAWAY) after the idle timeout with no stream open.",
+         static_cast<double>(h2IdleClosed.load()));
   metric("tollgate_gateway_tunnels_total", "counter", "CONNECT requests received.",
          static_cast<double>(tunnelsTotal.load()));
   metric("tollgate_gateway_tunnels_active", "gauge", "CONNECT tunnels relaying now.",

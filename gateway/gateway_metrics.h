@@ -19,6 +19,12 @@ class GatewayMetrics {
   void countStream(std::string_view protocol, std::string_view result, std::string_view reason);
   uint64_t streams(std::string_view result, std::string_view reason) const;
 
+  // A client's HTTP/2 connection closed for abusing the protocol (rapid_reset,
+  // settings_flood, ping_flood, continuation_flood, control_flood, header_list_too_large,
+  // streams_refused, protocol_error, write_stalled).
+  void countH2Abuse(std::string_view reason);
+  uint64_t h2Abuse(std::string_view reason) const;
+
   std::string render() const;
 
   std::atomic<uint64_t> tlsConnectionsTotal{0};  // handshakes that completed with an identity
@@ -30,10 +36,12 @@ class GatewayMetrics {
   std::atomic<uint64_t> bytesDown{0};             // upstream -> client
   std::atomic<uint64_t> reloadsOk{0};
   std::atomic<uint64_t> reloadsFailed{0};
+  std::atomic<uint64_t> h2IdleClosed{0};  // h2 connections closed after --h2-idle-timeout with no stream
 
  private:
   mutable std::mutex mu_;
   std::map<std::tuple<std::string, std::string, std::string>, uint64_t> streams_;
+  std::map<std::string, uint64_t, std::less<>> h2Abuse_;
 };
 
 }  // namespace tollgate::gateway

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "common/log.h"
+#include "common/log_throttle.h"
 #include "gateway/deadline.h"
 #include "gateway/gateway_metrics.h"
 
@@ -27,6 +28,22 @@ nghttp2_nv header(std::string_view name, std::string_view value) {
 
 bool isEof(const error_code& ec) {
   return ec == asio::error::eof || ec == ssl::error::stream_truncated;
+}
+
+// One warning a second per reason across all connections: an attack from many connections
+// must not become a log flood.
+void warnAbuse(const identity::SpiffeId& peer, std::string_view reason, std::string_view detail) {
+  static constexpr std::string_view kReasons[] = {
+      "rapid_reset",           "settings_flood",  "ping_flood",     "continuation_flood",
+      "control_flood",         "header_list_too_large", "streams_refused", "protocol_error",
+      "write_stalled"};
+  static log::Throttle throttles[std::size(kReasons)];
+  size_t i = 0;
+  while (i + 1 < std::size(kReasons) && kReasons[i] != reason) ++i;
+  uint64_t held = 0;
+  if (!throttles[i].allow(&held)) return;
+  log::warn(kLog, "{}: h2 {}: {}; connection closed ({} more since the last report)", peer.str(),
+            reason, detail, held);
 }
 
 }  // namespace
@@ -57,8 +74,19 @@ struct H2Connection::Stream {
   std::unique_ptr<Upstream> upstream;
   TunnelOutcome outcome;
   std::shared_ptr<IdleWatch> idle;
+  std::shared_ptr<OpenCancel> opening;  // set while the upstream is being opened
+  size_t headerBytes = 0;               // RFC 9113 6.5.2 accounting: name + value + 32
   int pumps = 0;
 };
+
+bool H2Connection::Bucket::take(double burst, double rate) {
+  auto now = std::chrono::steady_clock::now();
+  tokens = std::min(burst, tokens + std::chrono::duration<double>(now - last).count() * rate);
+  last = now;
+  if (tokens < 1) return false;
+  tokens -= 1;
+  return true;
+}
 
 H2Connection::H2Connection(TunnelOpener& opener, GatewayMetrics& metrics,
                            std::shared_ptr<TlsStream> tls, identity::SpiffeId peer)
@@ -67,7 +95,9 @@ H2Connection::H2Connection(TunnelOpener& opener, GatewayMetrics& metrics,
       tls_(std::move(tls)),
       peer_(std::move(peer)),
       writeSignal_(tls_->get_executor(), asio::steady_timer::time_point::max()),
-      writerDone_(tls_->get_executor(), asio::steady_timer::time_point::max()) {
+      writerDone_(tls_->get_executor(), asio::steady_timer::time_point::max()),
+      idleTimer_(tls_->get_executor()),
+      writeTimer_(tls_->get_executor()) {
   nghttp2_session_callbacks* cbs = nullptr;
   nghttp2_session_callbacks_new(&cbs);
   nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, &H2Connection::onBeginHeaders);
@@ -75,10 +105,17 @@ H2Connection::H2Connection(TunnelOpener& opener, GatewayMetrics& metrics,
   nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, &H2Connection::onFrameRecv);
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, &H2Connection::onDataChunk);
   nghttp2_session_callbacks_set_on_stream_close_callback(cbs, &H2Connection::onStreamClose);
+  nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(cbs, &H2Connection::onInvalidFrame);
   nghttp2_option* opt = nullptr;
   nghttp2_option_new(&opt);
   // Window updates follow the upstream's consumption, not nghttp2's receipt (backpressure).
   nghttp2_option_set_no_auto_window_update(opt, 1);
+  // nghttp2's own limits back ours up: looser, so that ours (counted by reason) trip first.
+  nghttp2_option_set_stream_reset_rate_limit(opt, 2 * static_cast<uint64_t>(kResetBurst),
+                                             2 * static_cast<uint64_t>(kResetRate));
+  nghttp2_option_set_max_outbound_ack(opt, 100);
+  nghttp2_option_set_max_settings(opt, 16);
+  nghttp2_option_set_max_continuations(opt, kMaxContinuations);
   nghttp2_session_server_new2(&session_, cbs, this, opt);
   nghttp2_option_del(opt);
   nghttp2_session_callbacks_del(cbs);
@@ -86,6 +123,7 @@ H2Connection::H2Connection(TunnelOpener& opener, GatewayMetrics& metrics,
   nghttp2_settings_entry settings[] = {
       {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, kMaxConcurrentStreams},
       {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, static_cast<uint32_t>(kStreamWindow)},
+      {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, kMaxHeaderListBytes},
   };
   nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, settings, std::size(settings));
   nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0, kConnectionWindow);
@@ -95,6 +133,7 @@ H2Connection::~H2Connection() { nghttp2_session_del(session_); }
 
 awaitable<void> H2Connection::run() {
   auto self = shared_from_this();
+  armIdle();
   writerRunning_ = true;
   asio::co_spawn(
       tls_->get_executor(),
@@ -125,8 +164,12 @@ void H2Connection::kick() { writeSignal_.cancel(); }
 void H2Connection::terminate() {
   if (closed_) return;
   closed_ = true;
+  idleGen_++;
+  idleTimer_.cancel();
+  writeTimer_.cancel();
   for (auto& [id, s] : streams_) {
     s->closed = true;
+    if (s->opening) s->opening->cancel();
     if (s->upstream) s->upstream->cancel();
     s->toUpstreamSignal.cancel();
     s->downstreamSignal.cancel();
@@ -146,7 +189,16 @@ awaitable<void> H2Connection::readLoop() {
     if (ec || closed_) break;
     ssize_t rv = nghttp2_session_mem_recv(session_, buf.data(), n);
     if (rv < 0) {
-      log::info(kLog, "{}: h2: {}", peer_.str(), nghttp2_strerror(static_cast<int>(rv)));
+      // Fatal for the connection; the floods nghttp2 itself detects are counted as abuse.
+      auto err = static_cast<int>(rv);
+      std::string_view reason = err == NGHTTP2_ERR_TOO_MANY_CONTINUATIONS ? "continuation_flood"
+                                : err == NGHTTP2_ERR_FLOODED               ? "control_flood"
+                                                                           : "protocol_error";
+      if (!abused_) {
+        abused_ = true;
+        metrics_.countH2Abuse(reason);
+        warnAbuse(peer_, reason, nghttp2_strerror(err));
+      }
       break;
     }
     kick();
@@ -170,8 +222,21 @@ awaitable<void> H2Connection::writeLoop() {
     }
     if (!out.empty()) {
       error_code ec;
+      // A client that stops reading fills its window and then ours: the write makes no
+      // progress, and without a deadline it would hold the connection (and its streams) forever.
+      std::shared_ptr<DeadlineState> stall;
+      if (opener_.options().writeStallTimeout.count() > 0) {
+        stall = armDeadline(writeTimer_, tls_->next_layer(), opener_.options().writeStallTimeout);
+      }
       co_await asio::async_write(*tls_, asio::buffer(out),
                                  asio::redirect_error(asio::use_awaitable, ec));
+      if (stall) disarm(writeTimer_, *stall);
+      if (stall && stall->fired && !abused_) {
+        abused_ = true;
+        metrics_.countH2Abuse("write_stalled");
+        warnAbuse(peer_, "write_stalled",
+                  fmt::format("no write progress for {} ms", opener_.options().writeStallTimeout.count()));
+      }
       if (ec) {
         terminate();
         co_return;
@@ -191,6 +256,8 @@ int H2Connection::onBeginHeaders(nghttp2_session*, const nghttp2_frame* frame, v
   if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
   self->streams_[frame->hd.stream_id] =
       std::make_shared<Stream>(self->tls_->get_executor(), frame->hd.stream_id);
+  self->idleGen_++;  // a stream: not idle
+  self->idleTimer_.cancel();
   return 0;
 }
 
@@ -204,6 +271,13 @@ int H2Connection::onHeader(nghttp2_session*, const nghttp2_frame* frame, const u
   std::string_view n(reinterpret_cast<const char*>(name), namelen);
   std::string_view v(reinterpret_cast<const char*>(value), valuelen);
   Stream& s = *it->second;
+  s.headerBytes += namelen + valuelen + 32;
+  if (s.headerBytes > kMaxHeaderListBytes) {
+    // We advertised SETTINGS_MAX_HEADER_LIST_SIZE; a client that ignores it is not ours.
+    self->abuse("header_list_too_large",
+                fmt::format("stream {}: over {} bytes of headers", s.id, kMaxHeaderListBytes));
+    return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+  }
   if (n == ":method") {
     s.method = v;
   } else if (n == ":authority") {
@@ -218,6 +292,29 @@ int H2Connection::onHeader(nghttp2_session*, const nghttp2_frame* frame, const u
 
 int H2Connection::onFrameRecv(nghttp2_session* session, const nghttp2_frame* frame, void* user) {
   auto* self = static_cast<H2Connection*>(user);
+  if (self->abused_) return 0;
+  switch (frame->hd.type) {
+    case NGHTTP2_RST_STREAM:
+      // CVE-2023-44487: HEADERS then RST_STREAM at once, many times over, costs the client
+      // nothing and the server a stream (and an upstream dial) each time.
+      if (!self->resets_.take(kResetBurst, kResetRate)) {
+        self->abuse("rapid_reset", fmt::format("more than {} stream resets at {}/s", kResetBurst,
+                                               kResetRate));
+      }
+      return 0;
+    case NGHTTP2_SETTINGS:
+    case NGHTTP2_PING:
+      if (frame->hd.flags & NGHTTP2_FLAG_ACK) return 0;
+      if (!self->controls_.take(kControlBurst, kControlRate)) {
+        bool settings = frame->hd.type == NGHTTP2_SETTINGS;
+        self->abuse(settings ? "settings_flood" : "ping_flood",
+                    fmt::format("more than {} {} frames at {}/s", kControlBurst,
+                                settings ? "SETTINGS" : "PING", kControlRate));
+      }
+      return 0;
+    default:
+      break;
+  }
   if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA) return 0;
   auto it = self->streams_.find(frame->hd.stream_id);
   if (it == self->streams_.end()) return 0;
@@ -273,6 +370,8 @@ int H2Connection::onStreamClose(nghttp2_session* session, int32_t streamId, uint
   std::shared_ptr<Stream> s = it->second;
   self->streams_.erase(it);
   s->closed = true;
+  if (s->opening) s->opening->cancel();  // reset while its upstream was being opened
+  if (self->streams_.empty()) self->armIdle();
   if (!s->toUpstream.empty()) {
     // Unwritten bytes still hold connection window; return it.
     nghttp2_session_consume(session, streamId, s->toUpstream.size());
@@ -308,6 +407,57 @@ ssize_t H2Connection::readDownstream(nghttp2_session*, int32_t streamId, uint8_t
   return static_cast<ssize_t>(n);
 }
 
+int H2Connection::onInvalidFrame(nghttp2_session*, const nghttp2_frame* frame, int libError,
+                                 void* user) {
+  auto* self = static_cast<H2Connection*>(user);
+  if (self->abused_) return 0;
+  // nghttp2 refuses the frame itself (and for a connection error sends GOAWAY); we count it.
+  if (frame->hd.type == NGHTTP2_HEADERS &&
+      (libError == NGHTTP2_ERR_REFUSED_STREAM ||
+       self->streams_.size() >= kMaxConcurrentStreams)) {
+    self->abuse("streams_refused",
+                fmt::format("more than {} concurrent streams", kMaxConcurrentStreams));
+  } else if (libError == NGHTTP2_ERR_PROTO) {
+    // A connection error (nghttp2 sends GOAWAY PROTOCOL_ERROR). Stream-level errors (DATA on a
+    // stream just reset, a bad header) only reset that stream: a well-behaved client meets
+    // those in benign races, so they are not abuse.
+    self->abuse("protocol_error", nghttp2_strerror(libError));
+  }
+  return 0;
+}
+
+void H2Connection::abuse(std::string_view reason, std::string_view detail) {
+  if (abused_ || closed_) return;
+  abused_ = true;
+  metrics_.countH2Abuse(reason);
+  warnAbuse(peer_, reason, detail);
+  // GOAWAY(ENHANCE_YOUR_CALM); nghttp2 ignores the rest of what this client sends, and the
+  // writer ends the connection once the GOAWAY is out.
+  nghttp2_session_terminate_session(session_, NGHTTP2_ENHANCE_YOUR_CALM);
+  for (auto& [id, st] : streams_) {
+    if (st->opening) st->opening->cancel();
+  }
+  kick();
+}
+
+void H2Connection::armIdle() {
+  auto idle = opener_.options().h2IdleTimeout;
+  if (closed_ || draining_ || idle.count() <= 0) return;
+  uint64_t gen = ++idleGen_;
+  idleTimer_.expires_after(idle);
+  idleTimer_.async_wait([weak = weak_from_this(), gen](error_code ec) {
+    auto self = weak.lock();
+    if (ec || !self || gen != self->idleGen_ || self->closed_ || !self->streams_.empty()) return;
+    self->metrics_.h2IdleClosed++;
+    log::debug(kLog, "{}: h2 connection idle for {} ms with no stream: GOAWAY", self->peer_.str(),
+               self->opener_.options().h2IdleTimeout.count());
+    // Nothing is open: GOAWAY(NO_ERROR) and close; the client's pool opens a new one.
+    self->draining_ = true;
+    nghttp2_session_terminate_session(self->session_, NGHTTP2_NO_ERROR);
+    self->kick();
+  });
+}
+
 void H2Connection::resetStream(Stream& s, uint32_t code) {
   if (closed_ || s.closed) return;
   nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, s.id, code);
@@ -318,9 +468,15 @@ awaitable<void> H2Connection::runStream(std::shared_ptr<Stream> s) {
   auto self = shared_from_this();
   // Leave the nghttp2 callback that spawned us before touching the session again.
   co_await asio::post(tls_->get_executor(), asio::use_awaitable);
+  if (closed_ || s->closed) {
+    // Reset (or the connection ended) before we got to it: no upstream is dialled at all.
+    co_return;
+  }
   // A named request: GCC 12 destroys brace-initialised coroutine arguments twice.
-  TunnelRequest request{peer_, s->authority, "h2"};
+  s->opening = std::make_shared<OpenCancel>();
+  TunnelRequest request{peer_, s->authority, "h2", s->opening};
   TunnelOutcome o = co_await opener_.open(std::move(request));
+  s->opening.reset();
   if (closed_ || s->closed) {
     if (o.ok()) {
       o.record.decision = "error";

@@ -27,6 +27,12 @@ class H2Connection : public std::enable_shared_from_this<H2Connection> {
   static constexpr int32_t kConnectionWindow = 8 * 1024 * 1024;
   static constexpr size_t kDownstreamBuffer = 64 * 1024;
   static constexpr uint32_t kMaxConcurrentStreams = 256;
+  // Abuse limits (each trip closes the connection with GOAWAY ENHANCE_YOUR_CALM, counted in
+  // tollgate_gateway_h2_abuse_total{reason} and logged at most once a second per reason).
+  static constexpr uint32_t kMaxHeaderListBytes = 16 * 1024;  // per request, RFC 9113 6.5.2
+  static constexpr double kResetBurst = 200, kResetRate = 100;      // RST_STREAM per second
+  static constexpr double kControlBurst = 50, kControlRate = 10;    // SETTINGS, PING per second
+  static constexpr size_t kMaxContinuations = 4;  // a 16 KiB header list needs at most 1
 
   H2Connection(TunnelOpener& opener, GatewayMetrics& metrics, std::shared_ptr<TlsStream> tls,
                identity::SpiffeId peer);
@@ -50,6 +56,7 @@ class H2Connection : public std::enable_shared_from_this<H2Connection> {
   static int onFrameRecv(nghttp2_session*, const nghttp2_frame*, void*);
   static int onDataChunk(nghttp2_session*, uint8_t, int32_t, const uint8_t*, size_t, void*);
   static int onStreamClose(nghttp2_session*, int32_t, uint32_t, void*);
+  static int onInvalidFrame(nghttp2_session*, const nghttp2_frame*, int, void*);
   static ssize_t readDownstream(nghttp2_session*, int32_t, uint8_t*, size_t, uint32_t*,
                                 nghttp2_data_source*, void*);
 
@@ -62,6 +69,17 @@ class H2Connection : public std::enable_shared_from_this<H2Connection> {
   void resetStream(Stream& s, uint32_t code);
   void kick();
   void terminate();
+  // Counts and logs `reason`, then ends the connection with GOAWAY(ENHANCE_YOUR_CALM).
+  void abuse(std::string_view reason, std::string_view detail);
+  // Starts (no stream open) or stops the idle timer.
+  void armIdle();
+
+  // A token bucket over frames of one kind.
+  struct Bucket {
+    double tokens;
+    std::chrono::steady_clock::time_point last = std::chrono::steady_clock::now();
+    bool take(double burst, double rate);
+  };
 
   TunnelOpener& opener_;
   GatewayMetrics& metrics_;
@@ -74,6 +92,12 @@ class H2Connection : public std::enable_shared_from_this<H2Connection> {
   bool writerRunning_ = false;
   bool closed_ = false;
   bool draining_ = false;
+  bool abused_ = false;
+  Bucket resets_{kResetBurst};
+  Bucket controls_{kControlBurst};
+  asio::steady_timer idleTimer_;
+  uint64_t idleGen_ = 0;
+  asio::steady_timer writeTimer_;  // write stall deadline
 };
 
 }  // namespace tollgate::gateway

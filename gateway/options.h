@@ -26,6 +26,7 @@ inline constexpr std::string_view kFlagLogFormat = "--log-format";
 inline constexpr std::string_view kFlagDrainSeconds = "--drain-seconds";
 inline constexpr std::string_view kFlagLabel = "--label";
 inline constexpr std::string_view kFlagThreads = "--threads";
+inline constexpr std::string_view kFlagH2IdleSeconds = "--h2-idle-seconds";
 
 struct Options {
   std::string configDir;
@@ -49,6 +50,12 @@ struct Options {
   std::chrono::milliseconds connectTimeout{10000};
   std::chrono::milliseconds handshakeTimeout{10000};
   std::chrono::milliseconds idleTimeout{300 * 1000};
+  // An HTTP/2 client connection with no stream for this long gets GOAWAY and is closed (the
+  // agent's pool opens a new one when needed); 0: never.
+  std::chrono::milliseconds h2IdleTimeout{60 * 1000};
+  // A connection whose writes make no progress for this long (the client stopped reading) is
+  // closed.
+  std::chrono::milliseconds writeStallTimeout{30 * 1000};
 };
 
 std::string usage();

@@ -206,11 +206,19 @@ awaitable<TunnelOutcome> TunnelOpener::open(TunnelRequest req) {
     socklen_t len = proxy::toSockaddr(ep, &ss);
     asio::ip::tcp::endpoint aep;
     std::memcpy(aep.data(), &ss, len);
+    if (req.cancel && req.cancel->cancelled) break;
     asio::ip::tcp::socket sock(ex);
     asio::steady_timer timer(ex);
     auto st = armDeadline(timer, sock, left);
+    if (req.cancel) {
+      req.cancel->hook = [&sock] {
+        error_code ignored;
+        sock.cancel(ignored);
+      };
+    }
     error_code ec;
     co_await sock.async_connect(aep, asio::redirect_error(asio::use_awaitable, ec));
+    if (req.cancel) req.cancel->hook = nullptr;
     disarm(timer, *st);
     if (!ec) {
       o.record.originalDst = ep.str();
@@ -219,6 +227,9 @@ awaitable<TunnelOutcome> TunnelOpener::open(TunnelRequest req) {
     }
     timedOut = st->fired;
     lastError = fmt::format("{}: {}", ep.str(), st->fired ? "timeout" : ec.message());
+  }
+  if (req.cancel && req.cancel->cancelled) {
+    co_return refuse(std::move(o), 499, "client_reset", "the client reset the stream first");
   }
   if (!connected) {
     if (timedOut) co_return refuse(std::move(o), 504, "connect_timeout", lastError);
@@ -233,8 +244,18 @@ awaitable<TunnelOutcome> TunnelOpener::open(TunnelRequest req) {
                          std::chrono::duration_cast<std::chrono::milliseconds>(
                              deadline - std::chrono::steady_clock::now()));
     auto st = armDeadline(timer, up->socket(), left);
+    if (req.cancel) {
+      req.cancel->hook = [&up] {
+        error_code ignored;
+        up->socket().cancel(ignored);
+      };
+    }
     error_code ec = co_await up->handshake();
+    if (req.cancel) req.cancel->hook = nullptr;
     disarm(timer, *st);
+    if (req.cancel && req.cancel->cancelled) {
+      co_return refuse(std::move(o), 499, "client_reset", "the client reset the stream first");
+    }
     if (ec) {
       std::string why = st->fired ? "handshake timeout" : up->tlsFailure();
       co_return refuse(std::move(o), 502, "upstream_tls", why);

@@ -1,5 +1,8 @@
 #pragma once
 
+#include <functional>
+#include <memory>
+
 #include <memory>
 #include <string>
 #include <string_view>
@@ -15,10 +18,24 @@ namespace tollgate::gateway {
 // (502/503/504) refusals alike: the node's tunnel client passes it on to the app as is.
 inline constexpr std::string_view kDeniedHeader = "x-tollgate-denied";
 
+// Lets the client side abandon an open() in flight (the h2 stream was reset, the connection
+// went away): the upstream connect or TLS handshake in progress is cancelled, so a flood of
+// HEADERS + RST_STREAM (CVE-2023-44487) does not leave upstream dials running. Same thread as
+// open(): no locking.
+struct OpenCancel {
+  bool cancelled = false;
+  std::function<void()> hook;  // cancels the operation in progress; set by open()
+  void cancel() {
+    cancelled = true;
+    if (hook) hook();
+  }
+};
+
 struct TunnelRequest {
   identity::SpiffeId peer;
   std::string authority;  // CONNECT target, untrusted
   std::string protocol;   // "h2" or "http/1.1", for logs and metrics
+  std::shared_ptr<OpenCancel> cancel;  // optional
 };
 
 // What opening a tunnel produced: either a connected upstream (status 200) or a refusal.

@@ -57,9 +57,14 @@ void TunnelPool::shutdown() {
 
 awaitable<TunnelPool::OpenResult> TunnelPool::open(TunnelRequest req) {
   // A connection picked just as it went idle or got GOAWAY refuses the stream before sending
-  // anything: that flow is safe to place once more.
+  // anything ("draining"), or the gateway's GOAWAY arrives after the stream was sent and names
+  // a last stream below it ("stream_refused": RFC 9113 6.8, never processed): either way the
+  // flow is safe to place once more. The gateway closes connections idle for a minute, so this
+  // race is a normal event, not an error.
   auto first = co_await openOnce(req);
-  if (first || first.error().reason != "draining") co_return first;
+  if (first || (first.error().reason != "draining" && first.error().reason != "stream_refused")) {
+    co_return first;
+  }
   auto second = co_await openOnce(std::move(req));
   co_return second;
 }

@@ -1,0 +1,449 @@
+// The gateway's HTTP/2 abuse limits, attacked on loopback with hand-written frames over a real
+// mTLS connection: rapid reset (CVE-2023-44487), SETTINGS and PING floods, a CONTINUATION flood,
+// an oversized header list, more streams than SETTINGS_MAX_CONCURRENT_STREAMS, and a connection
+// left idle. Each attack must end the attacker's connection and be counted by reason, while a
+// second, well-behaved client opens tunnels through the same gateway with >= 99% success (its
+// success rate and p99 are printed, never asserted: tests assert behaviour, not time).
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <nghttp2/nghttp2.h>
+
+#include <algorithm>
+#include <atomic>
+#include <boost/asio/executor_work_guard.hpp>
+#include <chrono>
+#include <csignal>
+#include <thread>
+
+#include "gateway/gateway_metrics.h"
+#include "gateway/gateway_server.h"
+#include "gateway/h2_connection.h"
+#include "gateway/reloader.h"
+#include "proxy/access_log.h"
+#include "proxy/resolver.h"
+#include "tests/netns/gateway/test_servers.h"
+#include "tests/unit/gateway/test_certs.h"
+
+namespace tollgate::gateway {
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+constexpr const char* kClientId = "spiffe://cluster.local/ns/default/sa/client";
+
+// Frames written by hand: what an attacker sends, with nothing (no nghttp2 client session)
+// between it and the wire.
+std::string frame(uint8_t type, uint8_t flags, uint32_t stream, std::string_view payload) {
+  std::string f;
+  uint32_t len = static_cast<uint32_t>(payload.size());
+  f += static_cast<char>((len >> 16) & 0xff);
+  f += static_cast<char>((len >> 8) & 0xff);
+  f += static_cast<char>(len & 0xff);
+  f += static_cast<char>(type);
+  f += static_cast<char>(flags);
+  f += static_cast<char>((stream >> 24) & 0x7f);
+  f += static_cast<char>((stream >> 16) & 0xff);
+  f += static_cast<char>((stream >> 8) & 0xff);
+  f += static_cast<char>(stream & 0xff);
+  f += payload;
+  return f;
+}
+
+constexpr uint8_t kData = 0, kHeaders = 1, kRst = 3, kSettings = 4, kPing = 6, kGoaway = 7,
+                  kContinuation = 9;
+constexpr uint8_t kEndStream = 0x1, kEndHeaders = 0x4, kAck = 0x1;
+
+// HPACK for a CONNECT request (literal headers, no indexing, no Huffman), plus `extra` headers.
+std::string hpackConnect(const std::string& authority,
+                         const std::vector<std::pair<std::string, std::string>>& extra = {}) {
+  auto literal = [](std::string_view n, std::string_view v) {
+    std::string out;
+    out += '\0';  // literal without indexing, new name
+    auto len = [&](size_t l) {
+      if (l < 127) {
+        out += static_cast<char>(l);
+        return;
+      }
+      out += static_cast<char>(127);
+      l -= 127;
+      while (l >= 128) {
+        out += static_cast<char>((l & 0x7f) | 0x80);
+        l >>= 7;
+      }
+      out += static_cast<char>(l);
+    };
+    len(n.size());
+    out += n;
+    len(v.size());
+    out += v;
+    return out;
+  };
+  std::string block = literal(":method", "CONNECT") + literal(":authority", authority);
+  for (const auto& [n, v] : extra) block += literal(n, v);
+  return block;
+}
+
+// A raw HTTP/2 attacker over mTLS: writes frames, reads what comes back, and tells whether the
+// gateway said GOAWAY (and with which code) and closed.
+class RawH2 {
+ public:
+  RawH2(uint16_t port, const std::string& cert, const std::string& key, const std::string& ca)
+      : tls_(port, cert, key, ca, "\x02h2") {
+    if (!tls_.connected()) return;
+    // Fails fast once the gateway is gone instead of waiting out the 10 s socket timeouts.
+    ok_ = tls_.write("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(kSettings, 0, 0, ""));
+  }
+  bool ok() const { return ok_; }
+  // Best effort: the gateway may have closed already (that is what the attacks are for).
+  bool send(const std::string& bytes) { return tls_.write(bytes); }
+
+  // Reads frames until the connection closes; true when a GOAWAY came first. *code: its error.
+  bool goawayThenClose(uint32_t* code = nullptr) {
+    std::string in;
+    char buf[16384];
+    bool sawGoaway = false;
+    for (;;) {
+      int n = SSL_read(tls_.ssl(), buf, sizeof buf);
+      if (n <= 0) break;
+      in.append(buf, static_cast<size_t>(n));
+      while (in.size() >= 9) {
+        size_t len = (static_cast<uint8_t>(in[0]) << 16) | (static_cast<uint8_t>(in[1]) << 8) |
+                     static_cast<uint8_t>(in[2]);
+        if (in.size() < 9 + len) break;
+        if (static_cast<uint8_t>(in[3]) == kGoaway && len >= 8) {
+          sawGoaway = true;
+          if (code) {
+            *code = (static_cast<uint32_t>(static_cast<uint8_t>(in[13])) << 24) |
+                    (static_cast<uint32_t>(static_cast<uint8_t>(in[14])) << 16) |
+                    (static_cast<uint32_t>(static_cast<uint8_t>(in[15])) << 8) |
+                    static_cast<uint32_t>(static_cast<uint8_t>(in[16]));
+          }
+        }
+        in.erase(0, 9 + len);
+      }
+    }
+    return sawGoaway;
+  }
+
+ private:
+  testing::TlsClient tls_;
+  bool ok_ = false;
+};
+
+class H2LimitsTest : public ::testing::Test {
+ protected:
+  H2LimitsTest() : meshCa_("mesh ca"), echo_([](int fd) {
+    char buf[4096];
+    for (;;) {
+      ssize_t n = ::read(fd, buf, sizeof buf);
+      if (n <= 0) break;
+      testing::writeAll(fd, std::string(buf, static_cast<size_t>(n)));
+    }
+  }), slow_([](int fd) {
+    // Accepts and says nothing: a CONNECT here stays "opening" only while connecting, so
+    // this upstream is for tunnels held open.
+    char buf[64];
+    while (::read(fd, buf, sizeof buf) > 0) {
+    }
+  }) {}
+
+  void SetUp() override {
+    std::signal(SIGPIPE, SIG_IGN);
+    auto gw = meshCa_.issue("gateway", {"URI:spiffe://cluster.local/ns/tollgate-system/sa/gateway",
+                                        "IP:127.0.0.1"});
+    auto client = meshCa_.issue("client", {std::string("URI:") + kClientId});
+    caFile_ = dir_.write("pki/ca.pem", meshCa_.certPem());
+    clientCert_ = dir_.write("pki/client.pem", client.certPem);
+    clientKey_ = dir_.write("pki/client.key", client.keyPem);
+    dir_.write("config/mesh.yaml", fmt::format(R"(apiVersion: tollgate.io/v1alpha1
+kind: TollgateConfig
+metadata: {{name: mesh}}
+spec:
+  trustDomain: cluster.local
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: echo, namespace: default}}
+spec:
+  hosts: [echo.test]
+  ports: [{{number: 7000, name: tcp-echo, protocol: TCP, targetPort: {echo}}}]
+  resolution: STATIC
+  endpoints: [{{address: 127.0.0.1}}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: hold, namespace: default}}
+spec:
+  hosts: [hold.test]
+  ports: [{{number: 7000, name: tcp-hold, protocol: TCP, targetPort: {hold}}}]
+  resolution: STATIC
+  endpoints: [{{address: 127.0.0.1}}]
+)",
+                                               fmt::arg("echo", echo_.port()),
+                                               fmt::arg("hold", slow_.port())));
+    Options o;
+    o.configDir = dir_.path() + "/config";
+    o.certFile = dir_.write("pki/gw.pem", gw.certPem);
+    o.keyFile = dir_.write("pki/gw.key", gw.keyPem);
+    o.trustBundleFile = caFile_;
+    o.connectTimeout = 3000ms;
+    o.h2IdleTimeout = 0ms;  // the idle test turns it on
+    ASSERT_TRUE(accessLog_.open(dir_.path() + "/access.log", proxy::LogFormat::Text));
+    in_ = std::make_unique<GatewayInputs>(
+        GatewayInputs{io_, o, state_, metrics_, accessLog_, resolver_, {}});
+    server_ = std::make_unique<GatewayServer>(*in_);
+    server_->setWorkers({&workers_[0], &workers_[1]});
+    reloader_ = std::make_unique<Reloader>(*in_, *server_);
+    auto st = reloader_->loadInitial();
+    ASSERT_TRUE(st) << st.error().str();
+    ASSERT_TRUE(server_->listen("127.0.0.1", 0));
+    port_ = server_->port();
+    thread_ = std::thread([this] { io_.run(); });
+    for (int i = 0; i < 2; ++i) workerThreads_.emplace_back([this, i] { workers_[i].run(); });
+  }
+
+  void TearDown() override {
+    work_.reset();
+    io_.stop();
+    if (thread_.joinable()) thread_.join();
+    for (auto& w : workers_) w.stop();
+    for (auto& t : workerThreads_) t.join();
+  }
+
+  RawH2 attacker() { return RawH2(port_, clientCert_, clientKey_, caFile_); }
+
+  // The well-behaved client: `n` CONNECT tunnels to echo.test, ten at a time on one connection
+  // per batch (as the agent's pool does), each carrying a payload that must come back.
+  struct Outcome {
+    size_t ok = 0, total = 0;
+    std::vector<double> ms;
+    double p99() {
+      if (ms.empty()) return 0;
+      std::sort(ms.begin(), ms.end());
+      return ms[(ms.size() * 99) / 100];
+    }
+    std::string line(std::string_view attack) {
+      return fmt::format("{}: victim {} of {} tunnels OK ({:.1f}%), p99 {:.2f} ms", attack, ok,
+                         total, total ? 100.0 * static_cast<double>(ok) / static_cast<double>(total) : 0.0,
+                         p99());
+    }
+  };
+  Outcome victim(size_t n) {
+    Outcome out;
+    for (size_t done = 0; done < n; done += 10) {
+      testing::TlsClient tls(port_, clientCert_, clientKey_, caFile_, "\x02h2");
+      if (!tls.connected()) {
+        out.total += 10;
+        continue;
+      }
+      int one = 1;  // as the agent's tunnel client does; else delayed ACKs dominate the p99
+      ::setsockopt(SSL_get_fd(tls.ssl()), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+      testing::H2Client h2(tls);
+      std::vector<int32_t> ids;
+      auto t0 = Clock::now();
+      for (int i = 0; i < 10; ++i) ids.push_back(h2.connect("echo.test:7000", fmt::format("v{}", done + i)));
+      bool ran = h2.run(ids);
+      double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+      for (size_t i = 0; i < ids.size(); ++i) {
+        out.total++;
+        auto& s = h2.stream(ids[i]);
+        if (ran && s.headers[":status"] == "200" && s.body == fmt::format("v{}", done + i)) {
+          out.ok++;
+          out.ms.push_back(ms);
+        }
+      }
+    }
+    return out;
+  }
+
+  // Runs `attack` on its own thread while the victim opens 100 tunnels; returns the victim's.
+  template <typename Attack>
+  Outcome underAttack(Attack attack) {
+    std::thread t(attack);
+    Outcome v = victim(100);
+    t.join();
+    return v;
+  }
+
+  template <typename P>
+  bool eventually(P pred) {
+    auto until = Clock::now() + 60s;  // a hang bound only
+    while (!pred()) {
+      if (Clock::now() > until) return false;
+      std::this_thread::sleep_for(10ms);
+    }
+    return true;
+  }
+
+  testing::TestCa meshCa_;
+  testing::TcpServer echo_;
+  testing::TcpServer slow_;
+  testing::TempDir dir_;
+  std::string caFile_, clientCert_, clientKey_;
+  // Worker contexts outlive the main one: an accept pending on the main context holds a
+  // socket of a worker context.
+  asio::io_context workers_[2] = {asio::io_context(1), asio::io_context(1)};
+  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> workerWork_ = {
+      asio::make_work_guard(workers_[0]), asio::make_work_guard(workers_[1])};
+  asio::io_context io_{1};
+  asio::executor_work_guard<asio::io_context::executor_type> work_{io_.get_executor()};
+  StateHolder state_;
+  GatewayMetrics metrics_;
+  proxy::AccessLog accessLog_;
+  proxy::Resolver resolver_{io_};
+  std::unique_ptr<GatewayInputs> in_;
+  std::unique_ptr<GatewayServer> server_;
+  std::unique_ptr<Reloader> reloader_;
+  std::thread thread_;
+  std::vector<std::thread> workerThreads_;
+  uint16_t port_ = 0;
+};
+
+TEST_F(H2LimitsTest, VictimAloneBaseline) {
+  Outcome v = victim(100);
+  std::printf("%s\n", v.line("no attack").c_str());
+  EXPECT_EQ(v.ok, v.total);
+}
+
+TEST_F(H2LimitsTest, RapidResetIsCutAndUpstreamDialsAreCancelled) {
+  uint32_t code = 0;
+  bool goaway = false;
+  Outcome v = underAttack([&] {
+    RawH2 a = attacker();
+    ASSERT_TRUE(a.ok());
+    std::string burst;
+    for (uint32_t i = 0; i < 1000; ++i) {
+      uint32_t id = 1 + 2 * i;
+      burst += frame(kHeaders, kEndHeaders, id, hpackConnect("hold.test:7000"));
+      burst += frame(kRst, 0, id, std::string("\0\0\0\x08", 4));  // CANCEL
+    }
+    a.send(burst);
+    goaway = a.goawayThenClose(&code);
+  });
+  std::printf("%s\n", v.line("rapid reset 1000 x HEADERS+RST_STREAM").c_str());
+  EXPECT_TRUE(goaway);
+  EXPECT_EQ(code, static_cast<uint32_t>(NGHTTP2_ENHANCE_YOUR_CALM));
+  EXPECT_EQ(metrics_.h2Abuse("rapid_reset"), 1u);
+  // Far fewer tunnels were opened upstream than requested, and none is left open.
+  EXPECT_LT(slow_.accepted(), 1000);
+  EXPECT_TRUE(eventually([&] { return metrics_.tunnelsActive.load() == 0; }));
+  EXPECT_GE(v.ok * 100, v.total * 99) << v.line("rapid reset");
+}
+
+TEST_F(H2LimitsTest, SettingsAndPingFloodsAreCut) {
+  for (uint8_t type : {kSettings, kPing}) {
+    uint32_t code = 0;
+    bool goaway = false;
+    Outcome v = underAttack([&] {
+      RawH2 a = attacker();
+      ASSERT_TRUE(a.ok());
+      std::string burst;
+      for (int i = 0; i < 1000; ++i) {
+        burst += type == kPing ? frame(kPing, 0, 0, "12345678") : frame(kSettings, 0, 0, "");
+      }
+      a.send(burst);
+      goaway = a.goawayThenClose(&code);
+    });
+    const char* name = type == kPing ? "ping_flood" : "settings_flood";
+    std::printf("%s\n", v.line(fmt::format("{} x 1000", name)).c_str());
+    EXPECT_TRUE(goaway) << name;
+    EXPECT_EQ(code, static_cast<uint32_t>(NGHTTP2_ENHANCE_YOUR_CALM)) << name;
+    EXPECT_EQ(metrics_.h2Abuse(name), 1u) << name;
+    EXPECT_GE(v.ok * 100, v.total * 99) << v.line(name);
+  }
+}
+
+TEST_F(H2LimitsTest, ContinuationFloodIsCut) {
+  bool closed = false;
+  Outcome v = underAttack([&] {
+    RawH2 a = attacker();
+    ASSERT_TRUE(a.ok());
+    // HEADERS without END_HEADERS, then CONTINUATION frames (each a small valid header) that
+    // never end the block.
+    std::string burst = frame(kHeaders, 0, 1, hpackConnect("echo.test:7000"));
+    for (int i = 0; i < 1000; ++i) {
+      burst += frame(kContinuation, 0, 1, std::string("\0\x05" "x-pad" "\x01" "a", 9));
+    }
+    a.send(burst);
+    a.goawayThenClose();
+    closed = true;
+  });
+  std::printf("%s\n", v.line("CONTINUATION flood x 1000").c_str());
+  EXPECT_TRUE(closed);
+  EXPECT_EQ(metrics_.h2Abuse("continuation_flood"), 1u);
+  EXPECT_GE(v.ok * 100, v.total * 99) << v.line("continuation");
+}
+
+TEST_F(H2LimitsTest, OversizedHeaderListIsCut) {
+  uint32_t code = 0;
+  bool goaway = false;
+  Outcome v = underAttack([&] {
+    RawH2 a = attacker();
+    ASSERT_TRUE(a.ok());
+    // 64 KiB of headers in 16 KiB frames (HEADERS + 3 CONTINUATION): over the 16 KiB list.
+    std::string block = hpackConnect("echo.test:7000", {{"x-a", std::string(16000, 'a')},
+                                                         {"x-b", std::string(16000, 'b')},
+                                                         {"x-c", std::string(16000, 'c')},
+                                                         {"x-d", std::string(16000, 'd')}});
+    std::string burst;
+    for (size_t off = 0; off < block.size(); off += 16384) {
+      std::string part = block.substr(off, 16384);
+      bool last = off + 16384 >= block.size();
+      burst += frame(off == 0 ? kHeaders : kContinuation, last ? kEndHeaders : 0, 1, part);
+    }
+    a.send(burst);
+    goaway = a.goawayThenClose(&code);
+  });
+  std::printf("%s\n", v.line("64 KiB header list").c_str());
+  EXPECT_TRUE(goaway);
+  EXPECT_EQ(metrics_.h2Abuse("header_list_too_large"), 1u);
+  EXPECT_EQ(metrics_.tunnelsTotal.load(), v.total);  // the attacker's request never got a tunnel
+  EXPECT_GE(v.ok * 100, v.total * 99) << v.line("header list");
+}
+
+TEST_F(H2LimitsTest, MoreStreamsThanAdvertisedAreRefused) {
+  bool goaway = false;
+  Outcome v = underAttack([&] {
+    RawH2 a = attacker();
+    ASSERT_TRUE(a.ok());
+    // The client must wait for our SETTINGS; an attacker does not: 400 streams at once, held.
+    std::string burst;
+    for (uint32_t i = 0; i < 400; ++i) {
+      burst += frame(kHeaders, kEndHeaders, 1 + 2 * i, hpackConnect("hold.test:7000"));
+    }
+    a.send(burst);
+    goaway = a.goawayThenClose();
+  });
+  std::printf("%s\n", v.line("400 concurrent streams (limit 256)").c_str());
+  EXPECT_TRUE(goaway);
+  EXPECT_EQ(metrics_.h2Abuse("streams_refused"), 1u);
+  EXPECT_TRUE(eventually([&] { return metrics_.tunnelsActive.load() == 0; }));
+  EXPECT_GE(v.ok * 100, v.total * 99) << v.line("streams");
+}
+
+TEST_F(H2LimitsTest, IdleConnectionWithoutStreamsGetsGoaway) {
+  in_->options.h2IdleTimeout = 300ms;
+  RawH2 idle = attacker();
+  ASSERT_TRUE(idle.ok());
+  uint32_t code = 99;
+  EXPECT_TRUE(idle.goawayThenClose(&code));  // returns once the gateway closed it
+  EXPECT_EQ(code, static_cast<uint32_t>(NGHTTP2_NO_ERROR));
+  EXPECT_EQ(metrics_.h2IdleClosed.load(), 1u);
+  EXPECT_EQ(metrics_.h2Abuse("protocol_error"), 0u);
+  // A connection with an open stream is not idle: the tunnel keeps working past the timeout.
+  testing::TlsClient tls(port_, clientCert_, clientKey_, caFile_, "\x02h2");
+  ASSERT_TRUE(tls.connected());
+  testing::H2Client h2(tls);
+  int32_t id = h2.connect("echo.test:7000", "still here", /*endStream=*/false);
+  ASSERT_TRUE(h2.run({id}, [&] { return h2.stream(id).body == "still here"; }));
+  std::this_thread::sleep_for(600ms);  // longer than the idle timeout, with the stream open
+  h2.send(id, " and here", true);
+  ASSERT_TRUE(h2.run({id}));
+  EXPECT_EQ(h2.stream(id).body, "still here and here");
+  EXPECT_EQ(h2.stream(id).errorCode, 0u);
+}
+
+}  // namespace
+}  // namespace tollgate::gateway
