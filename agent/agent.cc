@@ -11,6 +11,7 @@
 #include "proxy/connection_budget.h"
 #include "common/framing.h"
 #include "common/log.h"
+#include "identity/svid.h"
 #include "policy/config_loader.h"
 #include "proxy/socket_util.h"
 
@@ -61,6 +62,9 @@ bool Agent::reload() {
     return false;
   }
   snapshots_.store(*compiled);
+  configLoadedUnix_ = std::chrono::duration_cast<std::chrono::seconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
   metrics_.reloadsOk++;
   log::info("config", "loaded {} (generation {})", options_.configDir, (*compiled)->generation());
   apply(**compiled);
@@ -238,6 +242,15 @@ Status Agent::start() {
   if (!cniFd) return std::unexpected(cniFd.error().wrap("enrollment socket"));
   if (auto st = enroll_->start(*cniFd); !st) return st;
 
+  admin_ = std::make_unique<AdminServer>(
+      (std::filesystem::path(options_.runDir) / "admin.sock").string(),
+      [this](const admin::AdminRequest& req) { return handleAdmin(req); });
+  auto adminFd = nodeSocket(proxy::SocketTransport::Unix, admin_->path(),
+                            [this] { return listenUnix(admin_->path(), 0600); });
+  if (!adminFd) return std::unexpected(adminFd.error().wrap("admin socket"));
+  if (auto st = admin_->start(*adminFd); !st) return st;
+  metrics_.addCollector([this] { return admin_ ? admin_->collectMetrics() : std::string(); });
+
   watcher_ = std::make_unique<ConfigWatcher>(options_.configDir, [this] { reload(); });
   if (auto st = watcher_->start(); !st) return st;
 
@@ -284,6 +297,7 @@ void Agent::stop() {
   }
   if (tunnels_) tunnels_->shutdown();
   if (enroll_) enroll_->stop();
+  if (admin_) admin_->stop();
   if (watcher_) watcher_->stop();
   // Before the listeners close, or it would re-create them.
   if (reconciler_) reconciler_->stop();
@@ -298,6 +312,114 @@ void Agent::stop() {
     threads_.clear();
     started_ = false;
   }
+}
+
+admin::AdminReply Agent::handleAdmin(const admin::AdminRequest& req) {
+  admin::AdminReply r;
+  r.set_ok(true);
+  if (auto snap = snapshots_.load()) r.set_config_generation(snap->generation());
+  switch (req.request_case()) {
+    case admin::AdminRequest::kStatus:
+      *r.mutable_status() = status();
+      break;
+    case admin::AdminRequest::kPods:
+      for (auto& p : pods_->describe(req.pods().namespace_())) *r.add_pods() = std::move(p);
+      break;
+    case admin::AdminRequest::kRules: {
+      auto v = pods_->rulesOf(req.rules().namespace_(), req.rules().name());
+      if (!v) {
+        r.set_ok(false);
+        r.set_error(v.error().str());
+        break;
+      }
+      r.set_text(v->installed.value_or(""));
+      r.set_expected(v->expected);
+      admin::PodStatus* p = r.add_pods();
+      p->set_namespace_(req.rules().namespace_());
+      p->set_name(req.rules().name());
+      p->set_rules_ok(v->drift.ok());
+      for (const auto& d : v->drift.differences) p->add_drift(d);
+      break;
+    }
+    case admin::AdminRequest::kCerts:
+      for (auto& c : certs()) *r.add_certs() = std::move(c);
+      if (!svids_) {
+        r.set_ok(false);
+        r.set_error("no built-in CA: the agent runs without --ca-cert/--ca-key, so no SVIDs");
+      }
+      break;
+    default:
+      r.set_ok(false);
+      r.set_error("this agent does not implement that request yet");
+      break;
+  }
+  return r;
+}
+
+admin::AgentStatus Agent::status() const {
+  admin::AgentStatus s;
+  s.set_version(TOLLGATE_VERSION);
+  s.set_uptime_seconds(static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::seconds>(
+                                                 std::chrono::steady_clock::now() - startedAt_)
+                                                 .count()));
+  s.set_redirect_mode("nftables");
+  s.set_config_source("files:" + options_.configDir);
+  auto snap = snapshots_.load();
+  if (snap) {
+    s.set_config_generation(snap->generation());
+    for (const auto& g : snap->mesh().gateways) {
+      admin::GatewayStatus* gs = s.add_gateways();
+      gs->set_name(g.name);
+      gs->set_address(g.address);
+      gs->set_port(g.port);
+      gs->set_is_default(g.isDefault);
+    }
+  }
+  s.set_config_loaded_unix(configLoadedUnix_.load());
+  s.set_reloads_ok(metrics_.reloadsOk.load());
+  s.set_reloads_failed(metrics_.reloadsFailed.load());
+  s.set_enrolled_pods(pods_ ? pods_->size() : 0);
+  s.set_active_connections(metrics_.active.load());
+  s.set_tunnel_connections_up(metrics_.tunnelConnectionsActive.load());
+  s.set_identity_enabled(svids_ != nullptr);
+  if (svids_) {
+    if (auto next = svids_->nextRotation()) {
+      s.set_svid_next_rotation_unix(
+          std::chrono::duration_cast<std::chrono::seconds>(next->time_since_epoch()).count());
+    }
+  }
+  if (reconciler_) {
+    auto t = reconciler_->totals();
+    s.set_drift_detected(t.detected);
+    s.set_drift_repaired(t.repaired);
+    s.set_drift_repair_failed(t.repairFailed);
+  }
+  for (const auto& [reason, n] : metrics_.connectionsByReason("deny")) {
+    (*s.mutable_connections_denied())[reason] = n;
+  }
+  for (auto& line : log::recentProblems()) s.add_last_errors(std::move(line));
+  return s;
+}
+
+std::vector<admin::CertInfo> Agent::certs() const {
+  std::vector<admin::CertInfo> out;
+  if (!svids_) return out;
+  auto toUnix = [](std::chrono::system_clock::time_point t) {
+    return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count();
+  };
+  for (const auto& [sa, svid] : svids_->issued()) {
+    admin::CertInfo c;
+    c.set_service_account(sa);
+    if (svid) {
+      c.set_spiffe_id(svid->spiffeId);
+      if (auto serial = identity::serialHex(svid->certPem)) c.set_serial(*serial);
+      c.set_not_before_unix(toUnix(svid->notBefore));
+      c.set_not_after_unix(toUnix(svid->notAfter));
+      c.set_rotate_at_unix(toUnix(svid->rotateAt()));
+    }
+    out.push_back(std::move(c));
+  }
+  return out;
 }
 
 size_t Agent::nodeConnectionLimit() const {
@@ -402,6 +524,8 @@ void Agent::stopAccepting() {
   log::info(kLog, "handoff: the new agent accepts; closing this agent's copies of the listeners");
   if (watcher_) watcher_->stop();
   if (enroll_) enroll_->stop();
+  // The new agent answers tollgatectl from here on (same listening socket).
+  if (admin_) admin_->stop();
   // Sessions stay; the listening sockets live on in the new agent.
   if (pods_) pods_->shutdown(false);
   if (metricsServer_) metricsServer_->close();

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "identity/certificate_authority.h"
+#include "agent/admin_server.h"
 #include "agent/config_watcher.h"
 #include "agent/enroll_server.h"
 #include "agent/fence.h"
@@ -88,6 +89,10 @@ class Agent {
                          const std::function<Result<int>()>& make);
   // Commits a takeover (if this agent started by one) and starts serving handoff.sock.
   Status startHandoff();
+  // The admin socket's answers (tollgatectl), on the admin server's thread.
+  admin::AdminReply handleAdmin(const admin::AdminRequest& req);
+  admin::AgentStatus status() const;
+  std::vector<admin::CertInfo> certs() const;
   // --max-connections-per-node, lowered to what the open files limit can hold.
   size_t nodeConnectionLimit() const;
   // The serving side's hooks (agent/handoff.h).
@@ -112,6 +117,9 @@ class Agent {
   proxy::ProxyInputs inputs_;
   std::unique_ptr<PodManager> pods_;
   std::unique_ptr<EnrollServer> enroll_;
+  std::unique_ptr<AdminServer> admin_;
+  std::chrono::steady_clock::time_point startedAt_ = std::chrono::steady_clock::now();
+  std::atomic<int64_t> configLoadedUnix_{0};
   std::unique_ptr<Reconciler> reconciler_;
   std::unique_ptr<ConfigWatcher> watcher_;
   std::unique_ptr<proxy::StatusServer> metricsServer_;

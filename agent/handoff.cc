@@ -248,17 +248,20 @@ bool HandoffServer::serve(int conn) {
     return abort(fmt::format("unexpected '{}' instead of 'done'", done->substr(0, 64)));
   }
   if (hooks_.stopAccepting) hooks_.stopAccepting();
+  // Counted before the new agent hears 'retiring': once its start() returns, the count is there.
+  counters_.sent++;
+  counters_.socketsSent += entries.size();
   if (auto s = sendFrame(conn, std::string(kRetiring)); !s) {
     // Too late to carry on: this agent's listeners are closed. The new agent accepts unless it
     // died right now, in which case the pods are closed (rules stay) until an agent starts.
+    counters_.sent--;
+    counters_.socketsSent -= entries.size();
     counters_.failed++;
     log::error(kLog, "answer 'retiring': {}; this agent stopped accepting already and retires",
                s.error().str());
     if (hooks_.retire) hooks_.retire();
     return true;
   }
-  counters_.sent++;
-  counters_.socketsSent += entries.size();
   log::info(kLog, "handoff complete: the new agent accepts on all {} sockets", entries.size());
   if (hooks_.retire) hooks_.retire();
   return true;

@@ -172,7 +172,7 @@ Status NftTable::remove(const Netns& netns) const {
   return {};
 }
 
-Result<Drift> NftTable::verify(const Netns& netns) const {
+Result<std::optional<std::string>> NftTable::list(const Netns& netns) const {
   bool present = false;
   std::string listing;
   Status st = netns.run([&]() -> Status {
@@ -197,16 +197,23 @@ Result<Drift> NftTable::verify(const Netns& netns) const {
   });
   if (!st) {
     return std::unexpected(st.error().wrap(
-        fmt::format("nft: verify {} in netns {}", qualifiedName(), netns.description())));
+        fmt::format("nft: list {} in netns {}", qualifiedName(), netns.description())));
   }
-  if (!present) return Drift{{fmt::format("table {} missing", qualifiedName())}};
+  if (!present) return std::nullopt;
+  return listing;
+}
+
+Result<Drift> NftTable::verify(const Netns& netns) const {
+  auto listing = list(netns);
+  if (!listing) return std::unexpected(listing.error());
+  if (!*listing) return Drift{{fmt::format("table {} missing", qualifiedName())}};
 
   auto want = parseNftListing(text_);
   if (!want) {
     return std::unexpected(
         want.error().wrap("nft: expected ruleset of " + qualifiedName() + " does not parse (bug)"));
   }
-  auto got = parseNftListing(listing);
+  auto got = parseNftListing(**listing);
   if (!got) {
     return std::unexpected(got.error().wrap(
         fmt::format("nft: verify {} in netns {}: listing", qualifiedName(), netns.description())));

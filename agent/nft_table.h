@@ -31,6 +31,8 @@ class NftTable {
   Status install(const Netns& netns) const;
   // Deletes the table; a missing table is fine.
   Status remove(const Netns& netns) const;
+  // The table as the netns has it (`nft list table`, stateless); nullopt when it is absent.
+  Result<std::optional<std::string>> list(const Netns& netns) const;
   // Lists the table in the netns and compares it with text().
   Result<Drift> verify(const Netns& netns) const;
   // Reads every named counter of the table.

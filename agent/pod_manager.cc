@@ -599,6 +599,87 @@ std::string PodManager::collectMetrics() const {
   return out + active + dnsQuicMetricsLocked();
 }
 
+std::vector<admin::PodStatus> PodManager::describe(std::string_view ns) const {
+  struct Copy {
+    enroll::EnrollRequest request;
+    std::shared_ptr<Netns> netns;
+    int64_t active = 0;
+    std::vector<uint32_t> ports;
+  };
+  std::vector<Copy> copies;
+  std::shared_ptr<const NftRedirect> redirect;
+  {
+    std::lock_guard lock(mu_);
+    redirect = redirect_;
+    for (const auto& [key, pod] : pods_) {
+      if (!ns.empty() && pod->request.pod().namespace_() != ns) continue;
+      Copy c{pod->request, pod->netns, pod->listener ? pod->listener->activeConnections() : 0, {}};
+      const auto& o = inputs_.options;
+      c.ports = {pod->listener ? o.outboundPort : 0u, pod->dns ? o.dnsProxyPort : 0u,
+                 pod->quic ? o.quicPort : 0u};
+      copies.push_back(std::move(c));
+    }
+  }
+  auto snap = inputs_.snapshots.load();
+  std::string trustDomain = snap ? snap->mesh().trustDomain : policy::TollgateConfig{}.trustDomain;
+  std::vector<admin::PodStatus> out;
+  for (const auto& c : copies) {
+    admin::PodStatus p;
+    p.set_namespace_(c.request.pod().namespace_());
+    p.set_name(c.request.pod().name());
+    p.set_uid(c.request.pod().uid());
+    p.set_netns_path(c.request.netns_path());
+    for (const auto& ip : c.request.pod_ips()) p.add_pod_ips(ip);
+    std::string sa = serviceAccountOf(c.request);
+    p.set_service_account(sa);
+    p.set_identity(proxy::spiffeId(trustDomain, p.namespace_(), sa));
+    p.set_active_connections(static_cast<uint64_t>(std::max<int64_t>(0, c.active)));
+    for (uint32_t port : c.ports) p.add_listener_ports(port);
+    if (!redirect) {
+      p.add_drift("no redirect installer (agent not started)");
+    } else if (auto d = redirect->verify(*c.netns); !d) {
+      p.add_drift("cannot read the rules: " + d.error().str());
+    } else {
+      for (const auto& diff : d->differences) p.add_drift(diff);
+    }
+    p.set_rules_ok(p.drift_size() == 0);
+    if (redirect) {
+      if (auto counters = redirect->counters(*c.netns)) {
+        for (const auto& [name, v] : *counters) {
+          if (name.starts_with("drop")) (*p.mutable_drops())[name] = v.packets;
+        }
+      }
+    }
+    out.push_back(std::move(p));
+  }
+  return out;
+}
+
+Result<PodManager::RulesView> PodManager::rulesOf(std::string_view ns, std::string_view name) const {
+  std::shared_ptr<Netns> netns;
+  std::shared_ptr<const NftRedirect> redirect;
+  {
+    std::lock_guard lock(mu_);
+    redirect = redirect_;
+    for (const auto& [key, pod] : pods_) {
+      if (pod->request.pod().namespace_() == ns && pod->request.pod().name() == name) {
+        netns = pod->netns;
+      }
+    }
+  }
+  if (!netns) return fail(fmt::format("pod {}/{} is not enrolled on this node", ns, name));
+  if (!redirect) return fail("no redirect installer (agent not started)");
+  RulesView v;
+  auto listed = redirect->listing(*netns);
+  if (!listed) return std::unexpected(listed.error());
+  v.installed = std::move(*listed);
+  v.expected = redirect->expected();
+  auto d = redirect->verify(*netns);
+  if (!d) return std::unexpected(d.error());
+  v.drift = std::move(*d);
+  return v;
+}
+
 std::string PodManager::dnsQuicMetricsLocked() const {
   // Per pod, from the pod's current DNS proxy / QUIC socket (a re-created one starts at 0, which
   // Prometheus reads as a counter reset).

@@ -10,6 +10,7 @@
 #include "agent/redirect.h"
 #include "identity/svid_manager.h"
 #include "common/error.h"
+#include "proto/admin.pb.h"
 #include "proto/enroll.pb.h"
 #include "proxy/dns_cache.h"
 #include "proxy/dns_proxy.h"
@@ -64,6 +65,17 @@ class PodManager {
   bool enrolled(const std::string& ns, const std::string& name) const;
   // Per-pod nft counters and connection gauges, as Prometheus text.
   std::string collectMetrics() const;
+
+  // tollgatectl pods: every enrolled pod (of namespace `ns`; all when empty), its rules verified
+  // and its drop counters read now. Runs nft in each pod netns outside the lock.
+  std::vector<admin::PodStatus> describe(std::string_view ns) const;
+  struct RulesView {
+    std::optional<std::string> installed;  // nullopt: nothing installed
+    std::string expected;
+    Drift drift;
+  };
+  // tollgatectl rules: error when ns/name is not enrolled.
+  Result<RulesView> rulesOf(std::string_view ns, std::string_view name) const;
 
   // One drifted pod found by reconcileAll().
   struct Repair {

@@ -293,6 +293,17 @@ Reconciler::PodCounts Reconciler::counts(std::string_view pod) const {
   return it == counts_.end() ? PodCounts{} : it->second;
 }
 
+Reconciler::PodCounts Reconciler::totals() const {
+  std::lock_guard lock(mu_);
+  PodCounts t;
+  for (const auto& [pod, c] : counts_) {
+    t.detected += c.detected;
+    t.repaired += c.repaired;
+    t.repairFailed += c.repairFailed;
+  }
+  return t;
+}
+
 uint64_t Reconciler::passes() const {
   std::lock_guard lock(mu_);
   return passes_;

@@ -52,6 +52,8 @@ class Reconciler {
 
   // Per pod ("<ns>/<name>"); zeros for a pod that never drifted.
   PodCounts counts(std::string_view pod) const;
+  // Summed over every pod this agent has seen.
+  PodCounts totals() const;
   // Completed passes (timer or runOnce), to await a pass instead of sleeping.
   uint64_t passes() const;
   // Pods whose netns is watched for nftables changes (the set is refreshed about every second).

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -31,6 +32,13 @@ class RedirectInstaller {
 
   /// Reads the drop/accept counters by name (for metrics).
   virtual Result<Counters> counters(const Netns& pod) const = 0;
+
+  /// What is installed in the pod's netns, as its tool prints it (tollgatectl rules).
+  /// @return the listing, nullopt when nothing is installed, or an error when unreadable
+  virtual Result<std::optional<std::string>> listing(const Netns& pod) const = 0;
+
+  /// What install() puts there, in the same form as listing().
+  virtual std::string expected() const = 0;
 };
 
 // Which destinations reached over the loopback device skip the redirect.
@@ -81,6 +89,10 @@ class NftRedirect final : public RedirectInstaller {
   Status remove(const Netns& pod) const override;
   Result<Drift> verify(const Netns& pod) const override;
   Result<Counters> counters(const Netns& pod) const override;
+  Result<std::optional<std::string>> listing(const Netns& pod) const override {
+    return table_.list(pod);
+  }
+  std::string expected() const override { return table_.text(); }
 
   const RedirectParams& params() const { return params_; }
   // The table as `nft list table inet tollgate` prints it (stateless).

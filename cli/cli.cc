@@ -15,8 +15,18 @@ constexpr std::string_view kUsage =
     "  config validate  load a configuration directory and report every error and warning\n"
     "  config dump      print the loaded configuration as YAML or JSON\n"
     "\n"
+    "Agent commands (ask the running agent over <run-dir>/admin.sock; root only):\n"
+    "  status           version, uptime, config generation, pods, gateways, identity, drift,\n"
+    "                   denials, last errors\n"
+    "  pods [-n NS]     enrolled pods: IPs, identity, rules ok/drift, connections, drops\n"
+    "  rules NS/POD     the pod's nft table as installed, and whether it is what the agent\n"
+    "                   expects\n"
+    "  certs            SVIDs per service account: SPIFFE ID, serial, expiry, next rotation\n"
+    "  (each takes --run-dir DIR, default /run/tollgate, and -o table|json|yaml)\n"
+    "\n"
     "Run 'tollgatectl <command> --help' for a command's options.\n"
-    "Exit codes: 0 ok/allowed, 1 denied/invalid, 2 usage or input error.\n";
+    "Exit codes: 0 ok/allowed, 1 denied/invalid, 2 usage or input error, agent not running,\n"
+    "permission denied, unknown pod.\n";
 
 }  // namespace
 
@@ -33,6 +43,10 @@ int runCli(const std::vector<std::string>& args, std::ostream& out, std::ostream
   }
   if (cmd == "check") return checkCommand(rest, out, err);
   if (cmd == "config") return configCommand(rest, out, err);
+  if (cmd == "status") return statusCommand(rest, out, err);
+  if (cmd == "pods") return podsCommand(rest, out, err);
+  if (cmd == "rules") return rulesCommand(rest, out, err);
+  if (cmd == "certs") return certsCommand(rest, out, err);
   err << "tollgatectl: unknown command \"" << cmd << "\"\n\n" << kUsage;
   return kExitUsage;
 }

@@ -24,4 +24,12 @@ int configValidateCommand(const std::vector<std::string>& args, std::ostream& ou
                           std::ostream& err);
 int configDumpCommand(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
 
+// Commands that ask the running agent over <run-dir>/admin.sock (root only); each takes
+// [--run-dir DIR] [-o table|json|yaml]. Exit 0, or 2 with one line on stderr when the agent is
+// not running, the socket is not ours to use, or the pod is unknown.
+int statusCommand(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
+int podsCommand(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
+int rulesCommand(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
+int certsCommand(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
+
 }  // namespace tollgate::cli

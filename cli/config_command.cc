@@ -1,13 +1,11 @@
 #include <fmt/format.h>
-#include <google/protobuf/util/json_util.h>
-#include <yaml-cpp/yaml.h>
 
 #include <ostream>
-#include <regex>
 
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/load_config.h"
+#include "cli/output.h"
 #include "policy/config_proto.h"
 
 namespace tollgate::cli {
@@ -30,44 +28,6 @@ int usageError(std::ostream& err, std::string_view cmd, const std::string& messa
   err << "tollgatectl " << cmd << ": " << message << "\n"
       << "Run 'tollgatectl config --help' for usage.\n";
   return kExitUsage;
-}
-
-// Strings that a YAML reader would take for another type must be quoted to stay strings.
-bool looksTyped(const std::string& s) {
-  static const std::regex kTyped(
-      R"(|~|null|Null|NULL|true|True|TRUE|false|False|FALSE|yes|no|on|off|Yes|No|On|Off|)"
-      R"([-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?|)"
-      R"(0x[0-9a-fA-F]+|0o[0-7]+|[-+]?\.inf|\.nan)");
-  return std::regex_match(s, kTyped);
-}
-
-// Re-emits a node parsed from JSON as block YAML. JSON strings come back with tag "!" (quoted);
-// keep them strings even when they look like numbers.
-void emitYaml(YAML::Emitter& e, const YAML::Node& n) {
-  switch (n.Type()) {
-    case YAML::NodeType::Map:
-      e << YAML::BeginMap;
-      for (const auto& kv : n) {
-        e << YAML::Key << kv.first.Scalar() << YAML::Value;
-        emitYaml(e, kv.second);
-      }
-      e << YAML::EndMap;
-      return;
-    case YAML::NodeType::Sequence:
-      e << YAML::BeginSeq;
-      for (const auto& item : n) emitYaml(e, item);
-      e << YAML::EndSeq;
-      return;
-    case YAML::NodeType::Scalar:
-      if (n.Tag() == "!" && looksTyped(n.Scalar())) {
-        e << YAML::DoubleQuoted << n.Scalar();
-      } else {
-        e << n.Scalar();
-      }
-      return;
-    default:
-      e << YAML::Null;
-  }
 }
 
 struct KindCount {
@@ -140,23 +100,13 @@ int configDumpCommand(const std::vector<std::string>& argv, std::ostream& out, s
   if (!loaded) return kExitUsage;
   for (const auto& w : loaded->warnings) err << w.str() << "\n";
 
-  std::string json;
-  google::protobuf::util::JsonPrintOptions opts;
-  opts.add_whitespace = format == "json";
-  auto status =
-      google::protobuf::util::MessageToJsonString(policy::toProto(loaded->config), &json, opts);
-  if (!status.ok()) {
-    err << "tollgatectl config dump: " << status.ToString() << "\n";
+  auto proto = policy::toProto(loaded->config);
+  auto text = format == "json" ? toJsonText(proto, true) : toYamlText(proto);
+  if (!text) {
+    err << "tollgatectl config dump: " << text.error().str() << "\n";
     return kExitUsage;
   }
-  if (format == "json") {
-    out << json;
-    if (!json.ends_with("\n")) out << "\n";
-    return kExitOk;
-  }
-  YAML::Emitter e;
-  emitYaml(e, YAML::Load(json));
-  out << e.c_str() << "\n";
+  out << *text;
   return kExitOk;
 }
 

@@ -4,12 +4,19 @@
 #include <chrono>
 #include <cstdio>
 #include <ctime>
+#include <deque>
 #include <mutex>
 
 namespace tollgate::log {
 namespace {
 std::atomic<Level> g_level{Level::Info};
 std::mutex g_mutex;
+constexpr size_t kRecent = 10;
+// Never destroyed: threads still logging while the process exits must not find it gone.
+std::deque<std::string>& recent() {
+  static auto* d = new std::deque<std::string>();
+  return *d;
+}
 
 const char* levelName(Level l) {
   switch (l) {
@@ -38,6 +45,17 @@ void write(Level l, std::string_view component, std::string_view message) {
   std::fprintf(stderr, "%s.%03lldZ %s %.*s: %.*s\n", ts, static_cast<long long>(ms), levelName(l),
                static_cast<int>(component.size()), component.data(),
                static_cast<int>(message.size()), message.data());
+  if (l >= Level::Warn) {
+    char stamp[48];
+    std::snprintf(stamp, sizeof stamp, "%s.%03lldZ %s ", ts, static_cast<long long>(ms), levelName(l));
+    recent().push_back(std::string(stamp) + std::string(component) + ": " + std::string(message));
+    if (recent().size() > kRecent) recent().pop_front();
+  }
+}
+
+std::vector<std::string> recentProblems() {
+  std::lock_guard lock(g_mutex);
+  return {recent().begin(), recent().end()};
 }
 
 }  // namespace tollgate::log

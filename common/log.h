@@ -1,7 +1,9 @@
 #pragma once
 
 #include <fmt/format.h>
+#include <string>
 #include <string_view>
+#include <vector>
 
 namespace tollgate::log {
 
@@ -12,6 +14,11 @@ Level level();
 
 // Writes one line to stderr: "<RFC3339 time> <level> <component>: <message>". Thread-safe.
 void write(Level level, std::string_view component, std::string_view message);
+
+// The last ten warn and error lines written (oldest first), with their time stamps: what
+// `tollgatectl status` shows as the last errors. Lines below the current level were never
+// written and are not here.
+std::vector<std::string> recentProblems();
 
 template <typename... Args>
 void info(std::string_view component, fmt::format_string<Args...> f, Args&&... args) {

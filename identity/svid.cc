@@ -1,5 +1,7 @@
 #include "identity/svid.h"
 
+#include <cctype>
+
 #include <fmt/format.h>
 #include <openssl/pem.h>
 
@@ -124,6 +126,19 @@ Result<std::string> toPem(EVP_PKEY* key) {
     return fail("write private key PEM: " + opensslError());
   }
   return bioToString(bio.get());
+}
+
+Result<std::string> serialHex(std::string_view pem) {
+  auto certs = parseCertificates(pem, "certificate");
+  if (!certs) return std::unexpected(certs.error());
+  BignumPtr bn(ASN1_INTEGER_to_BN(X509_get0_serialNumber(certs->front().get()), nullptr));
+  if (!bn) return fail("serial: " + opensslError());
+  char* hex = BN_bn2hex(bn.get());
+  if (!hex) return fail("serial: " + opensslError());
+  std::string out(hex);
+  OPENSSL_free(hex);
+  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
 }
 
 }  // namespace tollgate::identity

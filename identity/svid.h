@@ -65,6 +65,9 @@ Result<std::string> peerSpiffeId(const SSL* ssl);
 
 // PEM text of a certificate / a private key (PKCS#8, unencrypted).
 Result<std::string> toPem(X509* cert);
+
+// The serial number of the first certificate in `pem`, as lowercase hex (tollgatectl certs).
+Result<std::string> serialHex(std::string_view pem);
 Result<std::string> toPem(EVP_PKEY* key);
 
 }  // namespace tollgate::identity

@@ -117,4 +117,11 @@ size_t SvidManager::pods() const {
   return podAccount_.size();
 }
 
+std::vector<std::pair<std::string, std::shared_ptr<const Svid>>> SvidManager::issued() const {
+  std::lock_guard lock(mu_);
+  std::vector<std::pair<std::string, std::shared_ptr<const Svid>>> out;
+  for (const auto& [sa, account] : accounts_) out.emplace_back(sa, account.svid);
+  return out;
+}
+
 }  // namespace tollgate::identity

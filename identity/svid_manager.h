@@ -47,6 +47,9 @@ class SvidManager {
   std::optional<std::chrono::system_clock::time_point> nextRotation() const;
 
   std::vector<std::string> serviceAccounts() const;  // "ns/sa" with at least one pod
+  // Every service account with at least one pod and its current SVID (null: not issued yet,
+  // it is issued on the first gateway flow).
+  std::vector<std::pair<std::string, std::shared_ptr<const Svid>>> issued() const;
   size_t pods() const;
 
  private:

@@ -48,6 +48,15 @@ uint64_t Metrics::connections(std::string_view decision, std::string_view reason
   return it == connections_.end() ? 0 : it->second;
 }
 
+std::map<std::string, uint64_t> Metrics::connectionsByReason(std::string_view decision) const {
+  std::lock_guard lock(mu_);
+  std::map<std::string, uint64_t> out;
+  for (const auto& [key, n] : connections_) {
+    if (key.first == decision) out[key.second] += n;
+  }
+  return out;
+}
+
 void Metrics::countGatewayFailure(std::string_view reason) {
   std::lock_guard lock(mu_);
   auto it = gatewayFailures_.find(reason);

@@ -23,6 +23,8 @@ class Metrics {
 
   void countConnection(std::string_view decision, std::string_view reason);
   uint64_t connections(std::string_view decision, std::string_view reason) const;
+  // Every reason counted for `decision` (tollgatectl status).
+  std::map<std::string, uint64_t> connectionsByReason(std::string_view decision) const;
   void addCollector(Collector c);
   // Flows that could not be carried through a gateway tunnel, by reason.
   void countGatewayFailure(std::string_view reason);

@@ -8,7 +8,7 @@ source "$(dirname "$0")/lib.sh"
 require_protected client
 seconds=${ROTATION_SECONDS:-180}
 expected "agent --svid-lifetime 60s; ${seconds} s request loop from client: 0 failed; >= 3 rotations;" \
-  "gateway TLS connections grow"
+  "gateway TLS connections grow; tollgatectl certs shows a new serial for the same SPIFFE ID"
 
 restore() { lab agent restart >/dev/null 2>&1 || true; }
 trap restore EXIT
@@ -16,12 +16,22 @@ rotated_before=$(grep -c "SVIDs rotated" "$LAB_STATE/logs/agent.log" 2>/dev/null
 TOLLGATE_LAB_SVID_LIFETIME=60s lab agent restart >/dev/null 2>&1 || fail "agent restart with --svid-lifetime 60s failed"
 tls_before=$(gw_metric tollgate_gateway_tls_connections_total)
 
+# "<spiffe id> <serial>" of client's service account, as tollgatectl certs reports it.
+client_cert() {
+  "$LAB_TOLLGATECTL" certs -o json --run-dir "$LAB_AGENT_RUN_DIR" 2>/dev/null | python3 -c '
+import json, sys
+for c in json.load(sys.stdin).get("certs", []):
+    if c.get("serviceAccount", "").startswith("default/") and c.get("spiffeId"):
+        print(c["spiffeId"], c.get("serial", "")); break'
+}
 ok=0 failed=0 codes=""
+cert_first=""
 t0=$SECONDS
 while ((SECONDS - t0 < seconds)); do
   pod_curl client -- --max-time 5 http://httpbin.test/headers
   if [[ $CURL_CODE == 200 ]]; then
     ok=$((ok + 1))
+    [[ -n $cert_first ]] || cert_first=$(client_cert)
   else
     failed=$((failed + 1))
     codes+=" $CURL_CODE"
@@ -36,4 +46,11 @@ observe "requests ok=$ok failed=$failed${codes:+ (codes:$codes)}; rotations=$rot
 ((failed == 0)) || fail "$failed requests failed during rotation"
 ((rotated >= 3)) || fail "want >= 3 rotations in ${seconds} s with a 60 s lifetime, saw $rotated"
 ((tls_after > tls_before)) || fail "the gateway saw no new TLS connection: rotated SVIDs never used"
+cert_last=$(client_cert)
+observe "certs: ${cert_first:-none} -> ${cert_last:-none}"
+if [[ -z $cert_first || -z $cert_last ]]; then
+  fail "tollgatectl certs showed no SVID for client's service account"
+elif [[ ${cert_first% *} != "${cert_last% *}" || ${cert_first#* } == "${cert_last#* }" ]]; then
+  fail "tollgatectl certs: want the same SPIFFE ID with a new serial after rotation"
+fi
 finish

@@ -1,0 +1,158 @@
+// tollgatectl against a running agent: the admin socket in the agent's run dir, the commands
+// driven exactly as the binary runs them (runCli), and the binary itself run as another uid to
+// show the socket is root only.
+#include <google/protobuf/util/json_util.h>
+#include <sys/stat.h>
+
+#include <sstream>
+
+#include "agent_fixture.h"
+#include "cli/commands.h"
+#include "proto/admin.pb.h"
+
+namespace tollgate::agent::testing {
+namespace {
+
+constexpr char kConfig[] = R"(
+apiVersion: tollgate.io/v1alpha1
+kind: TollgateConfig
+metadata: {name: mesh}
+spec:
+  outboundTrafficPolicy: {mode: REGISTRY_ONLY}
+  trustDomain: lab.test
+)";
+
+struct CtlRun {
+  int rc;
+  std::string out, err;
+};
+
+class AdminTest : public AgentNetnsTest {
+ protected:
+  AdminTest() : AgentNetnsTest("adm") {}
+
+  void SetUp() override {
+    AgentNetnsTest::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
+    writeConfig(kConfig);
+    auto o = agentOptions();
+    o.reconcileInterval = std::chrono::milliseconds(0);  // drift stays until the test repairs it
+    ASSERT_TRUE(startAgent(o));
+    auto reply = send(request(enroll::EnrollRequest::ADD), true);
+    ASSERT_TRUE(reply.ok()) << reply.msg();
+  }
+
+  CtlRun ctl(std::vector<std::string> args) {
+    args.push_back("--run-dir=" + (dir_ / "run").string());
+    std::ostringstream out, err;
+    int rc = cli::runCli(args, out, err);
+    return {rc, out.str(), err.str()};
+  }
+
+  std::string adminSock() const { return (dir_ / "run" / "admin.sock").string(); }
+};
+
+TEST_F(AdminTest, StatusAsJsonDescribesTheAgent) {
+  CtlRun r = ctl({"status", "-o", "json"});
+  ASSERT_EQ(r.rc, 0) << r.err;
+  admin::AgentStatus s;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(r.out, &s).ok()) << r.out;
+  EXPECT_FALSE(s.version().empty());
+  EXPECT_EQ(s.redirect_mode(), "nftables");
+  EXPECT_EQ(s.config_source(), "files:" + (dir_ / "config").string());
+  EXPECT_GE(s.config_generation(), 1u);
+  EXPECT_GT(s.config_loaded_unix(), 0);
+  EXPECT_EQ(s.enrolled_pods(), 1u);
+  EXPECT_FALSE(s.identity_enabled());
+  CtlRun table = ctl({"status"});
+  ASSERT_EQ(table.rc, 0) << table.err;
+  EXPECT_NE(table.out.find("enrolled pods       1"), std::string::npos) << table.out;
+  EXPECT_NE(table.out.find("off (no --ca-cert)"), std::string::npos) << table.out;
+}
+
+TEST_F(AdminTest, PodsAndRulesShowDriftUntilRepaired) {
+  CtlRun ok = ctl({"pods"});
+  ASSERT_EQ(ok.rc, 0) << ok.err;
+  EXPECT_NE(ok.out.find("default    client"), std::string::npos) << ok.out;
+  EXPECT_NE(ok.out.find("spiffe://lab.test/ns/default/sa/default"), std::string::npos) << ok.out;
+  EXPECT_NE(ok.out.find("  ok  "), std::string::npos) << ok.out;
+  CtlRun rules = ctl({"rules", "default/client"});
+  ASSERT_EQ(rules.rc, 0) << rules.err;
+  EXPECT_NE(rules.out.find("rules OK"), std::string::npos) << rules.out;
+  EXPECT_NE(rules.out.find("table inet tollgate"), std::string::npos) << rules.out;
+
+  // What scenario 29 does: the pod's table is deleted behind the agent's back.
+  ASSERT_EQ(sh("ip netns exec " + pod_ + " nft delete table inet tollgate"), 0);
+  CtlRun drift = ctl({"pods", "-n", "default", "-o", "json"});
+  ASSERT_EQ(drift.rc, 0) << drift.err;
+  admin::AdminReply pods;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(drift.out, &pods).ok()) << drift.out;
+  ASSERT_EQ(pods.pods_size(), 1);
+  EXPECT_FALSE(pods.pods(0).rules_ok());
+  ASSERT_GE(pods.pods(0).drift_size(), 1);
+  EXPECT_EQ(pods.pods(0).drift(0), "table inet tollgate missing");
+  CtlRun r2 = ctl({"rules", "default/client"});
+  ASSERT_EQ(r2.rc, 0) << r2.err;
+  EXPECT_NE(r2.out.find("DRIFT"), std::string::npos) << r2.out;
+  EXPECT_NE(r2.out.find("nothing installed"), std::string::npos) << r2.out;
+
+  agent_->pods().reconcileAll();
+  CtlRun repaired = ctl({"rules", "default/client"});
+  ASSERT_EQ(repaired.rc, 0) << repaired.err;
+  EXPECT_NE(repaired.out.find("rules OK"), std::string::npos) << repaired.out;
+  EXPECT_EQ(ctl({"pods", "-n", "other"}).out.find("client"), std::string::npos);
+}
+
+TEST_F(AdminTest, ErrorsAreOneLineAndExitTwo) {
+  CtlRun unknown = ctl({"rules", "default/nobody"});
+  EXPECT_EQ(unknown.rc, 2);
+  EXPECT_EQ(unknown.err, "tollgatectl rules: pod default/nobody is not enrolled on this node\n");
+  CtlRun badRef = ctl({"rules", "client"});
+  EXPECT_EQ(badRef.rc, 2);
+  EXPECT_NE(badRef.err.find("expected NAMESPACE/POD"), std::string::npos) << badRef.err;
+  CtlRun certs = ctl({"certs"});
+  EXPECT_EQ(certs.rc, 2);
+  EXPECT_NE(certs.err.find("no built-in CA"), std::string::npos) << certs.err;
+  std::ostringstream out, err;
+  int rc = cli::runCli({"status", "--run-dir", (dir_ / "nothing-here").string()}, out, err);
+  EXPECT_EQ(rc, 2);
+  EXPECT_NE(err.str().find("agent not running: nothing answers on"), std::string::npos) << err.str();
+  EXPECT_EQ(ctl({"status", "-o", "xml"}).rc, 2);
+}
+
+TEST_F(AdminTest, OnlyRootMayAsk) {
+  const std::string bin = TOLLGATE_BINARY_DIR "/cli/tollgatectl";
+  ASSERT_EQ(::access(bin.c_str(), X_OK), 0) << bin;
+  struct stat st{};
+  ASSERT_EQ(::stat(adminSock().c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  EXPECT_EQ(st.st_uid, 0u);
+  auto asNobody = [&] {
+    std::string cmd = fmt::format("setpriv --reuid 65534 --regid 65534 --clear-groups {} status "
+                                  "--run-dir {} 2>&1; echo rc=$?",
+                                  bin, (dir_ / "run").string());
+    std::string out;
+    if (FILE* p = ::popen(cmd.c_str(), "r")) {
+      char buf[512];
+      while (std::fgets(buf, sizeof buf, p)) out += buf;
+      ::pclose(p);
+    }
+    return out;
+  };
+  // The run dir must be reachable for the second half; the file mode alone refuses here.
+  ::chmod((dir_ / "run").c_str(), 0755);
+  ::chmod(dir_.c_str(), 0755);
+  std::string denied = asNobody();
+  EXPECT_NE(denied.find("permission denied on"), std::string::npos) << denied;
+  EXPECT_NE(denied.find("rc=2"), std::string::npos) << denied;
+  // Someone loosens the file mode: the peer-credential check still refuses, and counts it.
+  ASSERT_EQ(::chmod(adminSock().c_str(), 0666), 0);
+  std::string refused = asNobody();
+  EXPECT_NE(refused.find("is root only (you are uid 65534)"), std::string::npos) << refused;
+  EXPECT_NE(refused.find("rc=2"), std::string::npos) << refused;
+  EXPECT_NE(agent_->metrics().render().find("tollgate_admin_requests_total{result=\"refused\"} 1"),
+            std::string::npos);
+}
+
+}  // namespace
+}  // namespace tollgate::agent::testing
