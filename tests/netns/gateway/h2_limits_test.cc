@@ -23,6 +23,7 @@
 #include "gateway/reloader.h"
 #include "proxy/access_log.h"
 #include "proxy/resolver.h"
+#include "tests/netns/gateway/gateway_fixture.h"
 #include "tests/netns/gateway/test_servers.h"
 #include "tests/unit/gateway/test_certs.h"
 
@@ -31,7 +32,6 @@ namespace {
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
-constexpr const char* kClientId = "spiffe://cluster.local/ns/default/sa/client";
 
 // Frames written by hand: what an attacker sends, with nothing (no nghttp2 client session)
 // between it and the wire.
@@ -132,89 +132,11 @@ class RawH2 {
   bool ok_ = false;
 };
 
-class H2LimitsTest : public ::testing::Test {
+class H2LimitsTest : public GatewayTest {
  protected:
-  H2LimitsTest() : meshCa_("mesh ca"), echo_([](int fd) {
-    char buf[4096];
-    for (;;) {
-      ssize_t n = ::read(fd, buf, sizeof buf);
-      if (n <= 0) break;
-      testing::writeAll(fd, std::string(buf, static_cast<size_t>(n)));
-    }
-  }), slow_([](int fd) {
-    // Accepts and says nothing: a CONNECT here stays "opening" only while connecting, so
-    // this upstream is for tunnels held open.
-    char buf[64];
-    while (::read(fd, buf, sizeof buf) > 0) {
-    }
-  }) {}
-
-  void SetUp() override {
-    std::signal(SIGPIPE, SIG_IGN);
-    auto gw = meshCa_.issue("gateway", {"URI:spiffe://cluster.local/ns/tollgate-system/sa/gateway",
-                                        "IP:127.0.0.1"});
-    auto client = meshCa_.issue("client", {std::string("URI:") + kClientId});
-    caFile_ = dir_.write("pki/ca.pem", meshCa_.certPem());
-    clientCert_ = dir_.write("pki/client.pem", client.certPem);
-    clientKey_ = dir_.write("pki/client.key", client.keyPem);
-    dir_.write("config/mesh.yaml", fmt::format(R"(apiVersion: tollgate.io/v1alpha1
-kind: TollgateConfig
-metadata: {{name: mesh}}
-spec:
-  trustDomain: cluster.local
----
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {{name: echo, namespace: default}}
-spec:
-  hosts: [echo.test]
-  ports: [{{number: 7000, name: tcp-echo, protocol: TCP, targetPort: {echo}}}]
-  resolution: STATIC
-  endpoints: [{{address: 127.0.0.1}}]
----
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {{name: hold, namespace: default}}
-spec:
-  hosts: [hold.test]
-  ports: [{{number: 7000, name: tcp-hold, protocol: TCP, targetPort: {hold}}}]
-  resolution: STATIC
-  endpoints: [{{address: 127.0.0.1}}]
-)",
-                                               fmt::arg("echo", echo_.port()),
-                                               fmt::arg("hold", slow_.port())));
-    Options o;
-    o.configDir = dir_.path() + "/config";
-    o.certFile = dir_.write("pki/gw.pem", gw.certPem);
-    o.keyFile = dir_.write("pki/gw.key", gw.keyPem);
-    o.trustBundleFile = caFile_;
-    o.connectTimeout = 3000ms;
-    o.h2IdleTimeout = 0ms;  // the idle test turns it on
-    ASSERT_TRUE(accessLog_.open(dir_.path() + "/access.log", proxy::LogFormat::Text));
-    in_ = std::make_unique<GatewayInputs>(
-        GatewayInputs{io_, o, state_, metrics_, accessLog_, resolver_, {}});
-    server_ = std::make_unique<GatewayServer>(*in_);
-    server_->setWorkers({&workers_[0], &workers_[1]});
-    reloader_ = std::make_unique<Reloader>(*in_, *server_);
-    auto st = reloader_->loadInitial();
-    ASSERT_TRUE(st) << st.error().str();
-    ASSERT_TRUE(server_->listen("127.0.0.1", 0));
-    port_ = server_->port();
-    thread_ = std::thread([this] { io_.run(); });
-    for (int i = 0; i < 2; ++i) workerThreads_.emplace_back([this, i] { workers_[i].run(); });
-  }
-
-  void TearDown() override {
-    work_.reset();
-    io_.stop();
-    if (thread_.joinable()) thread_.join();
-    for (auto& w : workers_) w.stop();
-    for (auto& t : workerThreads_) t.join();
-  }
-
   RawH2 attacker() { return RawH2(port_, clientCert_, clientKey_, caFile_); }
 
-  // The well-behaved client: `n` CONNECT tunnels to echo.test, ten at a time on one connection
+  // The well-behaved client: `n` CONNECT tunnels to bigecho.test, ten at a time on one connection
   // per batch (as the agent's pool does), each carrying a payload that must come back.
   struct Outcome {
     size_t ok = 0, total = 0;
@@ -243,7 +165,7 @@ spec:
       testing::H2Client h2(tls);
       std::vector<int32_t> ids;
       auto t0 = Clock::now();
-      for (int i = 0; i < 10; ++i) ids.push_back(h2.connect("echo.test:7000", fmt::format("v{}", done + i)));
+      for (int i = 0; i < 10; ++i) ids.push_back(h2.connect("bigecho.test:7000", fmt::format("v{}", done + i)));
       bool ran = h2.run(ids);
       double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
       for (size_t i = 0; i < ids.size(); ++i) {
@@ -277,28 +199,6 @@ spec:
     return true;
   }
 
-  testing::TestCa meshCa_;
-  testing::TcpServer echo_;
-  testing::TcpServer slow_;
-  testing::TempDir dir_;
-  std::string caFile_, clientCert_, clientKey_;
-  // Worker contexts outlive the main one: an accept pending on the main context holds a
-  // socket of a worker context.
-  asio::io_context workers_[2] = {asio::io_context(1), asio::io_context(1)};
-  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> workerWork_ = {
-      asio::make_work_guard(workers_[0]), asio::make_work_guard(workers_[1])};
-  asio::io_context io_{1};
-  asio::executor_work_guard<asio::io_context::executor_type> work_{io_.get_executor()};
-  StateHolder state_;
-  GatewayMetrics metrics_;
-  proxy::AccessLog accessLog_;
-  proxy::Resolver resolver_{io_};
-  std::unique_ptr<GatewayInputs> in_;
-  std::unique_ptr<GatewayServer> server_;
-  std::unique_ptr<Reloader> reloader_;
-  std::thread thread_;
-  std::vector<std::thread> workerThreads_;
-  uint16_t port_ = 0;
 };
 
 TEST_F(H2LimitsTest, VictimAloneBaseline) {
@@ -316,7 +216,7 @@ TEST_F(H2LimitsTest, RapidResetIsCutAndUpstreamDialsAreCancelled) {
     std::string burst;
     for (uint32_t i = 0; i < 1000; ++i) {
       uint32_t id = 1 + 2 * i;
-      burst += frame(kHeaders, kEndHeaders, id, hpackConnect("hold.test:7000"));
+      burst += frame(kHeaders, kEndHeaders, id, hpackConnect("svc.test:80"));
       burst += frame(kRst, 0, id, std::string("\0\0\0\x08", 4));  // CANCEL
     }
     a.send(burst);
@@ -327,7 +227,7 @@ TEST_F(H2LimitsTest, RapidResetIsCutAndUpstreamDialsAreCancelled) {
   EXPECT_EQ(code, static_cast<uint32_t>(NGHTTP2_ENHANCE_YOUR_CALM));
   EXPECT_EQ(metrics_.h2Abuse("rapid_reset"), 1u);
   // Far fewer tunnels were opened upstream than requested, and none is left open.
-  EXPECT_LT(slow_.accepted(), 1000);
+  EXPECT_LT(http_.accepted(), 1000);
   EXPECT_TRUE(eventually([&] { return metrics_.tunnelsActive.load() == 0; }));
   EXPECT_GE(v.ok * 100, v.total * 99) << v.line("rapid reset");
 }
@@ -411,7 +311,7 @@ TEST_F(H2LimitsTest, MoreStreamsThanAdvertisedAreRefused) {
     // The client must wait for our SETTINGS; an attacker does not: 400 streams at once, held.
     std::string burst;
     for (uint32_t i = 0; i < 400; ++i) {
-      burst += frame(kHeaders, kEndHeaders, 1 + 2 * i, hpackConnect("hold.test:7000"));
+      burst += frame(kHeaders, kEndHeaders, 1 + 2 * i, hpackConnect("svc.test:80"));
     }
     a.send(burst);
     goaway = a.goawayThenClose();
@@ -436,7 +336,7 @@ TEST_F(H2LimitsTest, IdleConnectionWithoutStreamsGetsGoaway) {
   testing::TlsClient tls(port_, clientCert_, clientKey_, caFile_, "\x02h2");
   ASSERT_TRUE(tls.connected());
   testing::H2Client h2(tls);
-  int32_t id = h2.connect("echo.test:7000", "still here", /*endStream=*/false);
+  int32_t id = h2.connect("bigecho.test:7000", "still here", /*endStream=*/false);
   ASSERT_TRUE(h2.run({id}, [&] { return h2.stream(id).body == "still here"; }));
   std::this_thread::sleep_for(600ms);  // longer than the idle timeout, with the stream open
   h2.send(id, " and here", true);
