@@ -35,17 +35,20 @@ AdminServer::AdminServer(std::string socketPath, Handler handler)
               kIoTimeoutSec) {}
 
 void AdminServer::serve(int conn) {
+  // The request is read before the peer is checked, so that a refused client gets its answer
+  // (closing on unread bytes would reset the connection under it).
+  auto frame = recvFrame(conn);
   ucred peer{};
   socklen_t len = sizeof peer;
   if (::getsockopt(conn, SOL_SOCKET, SO_PEERCRED, &peer, &len) != 0 || peer.uid != 0) {
     counters_.refused++;
+    if (frame && frame->fd >= 0) ::close(frame->fd);
     log::warn(kLog, "refused a request from uid {} pid {}: the admin socket is root only",
               static_cast<long>(peer.uid), static_cast<long>(peer.pid));
     reply(conn, refusal(fmt::format("permission denied: {} is root only (you are uid {})", path(),
                                     static_cast<long>(peer.uid))));
     return;
   }
-  auto frame = recvFrame(conn);
   if (!frame) {
     counters_.malformed++;
     log::warn(kLog, "bad request: {}", frame.error().str());

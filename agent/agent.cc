@@ -341,6 +341,16 @@ admin::AdminReply Agent::handleAdmin(const admin::AdminRequest& req) {
       for (const auto& d : v->drift.differences) p->add_drift(d);
       break;
     }
+    case admin::AdminRequest::kConns: {
+      auto conns = pods_->connections(req.conns().namespace_(), req.conns().name());
+      if (!conns) {
+        r.set_ok(false);
+        r.set_error(conns.error().str());
+        break;
+      }
+      for (auto& c : *conns) *r.add_conns() = std::move(c);
+      break;
+    }
     case admin::AdminRequest::kCerts:
       for (auto& c : certs()) *r.add_certs() = std::move(c);
       if (!svids_) {

@@ -655,6 +655,49 @@ std::vector<admin::PodStatus> PodManager::describe(std::string_view ns) const {
   return out;
 }
 
+Result<std::vector<admin::ConnInfo>> PodManager::connections(std::string_view ns,
+                                                             std::string_view name) const {
+  std::vector<std::shared_ptr<proxy::OutboundListener>> listeners;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [key, pod] : pods_) {
+      if (!name.empty() &&
+          (pod->request.pod().namespace_() != ns || pod->request.pod().name() != name)) {
+        continue;
+      }
+      if (pod->listener) listeners.push_back(pod->listener);
+    }
+    if (!name.empty() && listeners.empty()) {
+      return fail(fmt::format("pod {}/{} is not enrolled on this node", ns, name));
+    }
+  }
+  std::vector<admin::ConnInfo> out;
+  for (const auto& l : listeners) {
+    for (auto& r : l->describeSessions(std::chrono::seconds(2))) {
+      admin::ConnInfo c;
+      c.set_namespace_(r.podNs);
+      c.set_pod(r.podName);
+      c.set_identity(r.identity);
+      c.set_original_dst(r.originalDst);
+      c.set_name(r.name);
+      c.set_protocol(r.protocol);
+      c.set_decision(r.decision);
+      c.set_reason(r.reason);
+      c.set_route(r.route);
+      c.set_bytes_up(r.bytesUp);
+      c.set_bytes_down(r.bytesDown);
+      c.set_age_ms(r.durationMs);
+      out.push_back(std::move(c));
+    }
+  }
+  std::sort(out.begin(), out.end(), [](const admin::ConnInfo& a, const admin::ConnInfo& b) {
+    if (a.namespace_() != b.namespace_()) return a.namespace_() < b.namespace_();
+    if (a.pod() != b.pod()) return a.pod() < b.pod();
+    return a.age_ms() > b.age_ms();  // oldest first
+  });
+  return out;
+}
+
 Result<PodManager::RulesView> PodManager::rulesOf(std::string_view ns, std::string_view name) const {
   std::shared_ptr<Netns> netns;
   std::shared_ptr<const NftRedirect> redirect;

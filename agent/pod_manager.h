@@ -74,6 +74,9 @@ class PodManager {
     std::string expected;
     Drift drift;
   };
+  // tollgatectl conns: the open connections of ns/name (every pod when both are empty); error
+  // when a named pod is not enrolled.
+  Result<std::vector<admin::ConnInfo>> connections(std::string_view ns, std::string_view name) const;
   // tollgatectl rules: error when ns/name is not enrolled.
   Result<RulesView> rulesOf(std::string_view ns, std::string_view name) const;
 

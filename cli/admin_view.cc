@@ -169,4 +169,28 @@ std::string renderCerts(const admin::AdminReply& r, int64_t now) {
   return out;
 }
 
+std::string formatBytes(uint64_t n) {
+  if (n < 1024) return std::to_string(n);
+  if (n < 1024 * 1024) return fmt::format("{:.1f}K", static_cast<double>(n) / 1024);
+  if (n < 1024ull * 1024 * 1024) return fmt::format("{:.1f}M", static_cast<double>(n) / (1024 * 1024));
+  return fmt::format("{:.1f}G", static_cast<double>(n) / (1024.0 * 1024 * 1024));
+}
+
+std::string renderConns(const admin::AdminReply& r) {
+  std::vector<std::vector<std::string>> rows = {
+      {"POD", "DESTINATION", "NAME", "PROTO", "DECISION", "ROUTE", "UP", "DOWN", "AGE"}};
+  for (const auto& c : r.conns()) {
+    std::string decision = c.decision().empty() ? std::string("sniffing")
+                                                : c.decision() + (c.reason().empty() ? "" : " " + c.reason());
+    rows.push_back({c.namespace_() + "/" + c.pod(), c.original_dst().empty() ? "-" : c.original_dst(),
+                    c.name().empty() ? "-" : c.name(), c.protocol().empty() ? "-" : c.protocol(),
+                    decision, c.route().empty() ? "-" : c.route(), formatBytes(c.bytes_up()),
+                    formatBytes(c.bytes_down()),
+                    formatDuration(static_cast<int64_t>(c.age_ms() / 1000))});
+  }
+  std::string out = table(rows);
+  if (r.conns_size() == 0) out += "(no open connections)\n";
+  return out;
+}
+
 }  // namespace tollgate::cli

@@ -14,6 +14,9 @@ std::string renderStatus(const admin::AgentStatus& s, int64_t nowUnix);
 std::string renderPods(const admin::AdminReply& r);
 std::string renderRules(const admin::AdminReply& r);
 std::string renderCerts(const admin::AdminReply& r, int64_t nowUnix);
+std::string renderConns(const admin::AdminReply& r);
+// 1536 -> "1.5K", 3 * 2^20 -> "3.0M"
+std::string formatBytes(uint64_t n);
 
 // "3d4h", "2h5m", "4m10s", "12s"; "-" for 0 or less. Relative times: "in 2h5m", "5m ago".
 std::string formatDuration(int64_t seconds);

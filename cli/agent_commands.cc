@@ -3,6 +3,10 @@
 
 #include <cerrno>
 #include <chrono>
+#include <climits>
+#include <cstdint>
+#include <cstdlib>
+#include <thread>
 #include <ostream>
 #include <unistd.h>
 
@@ -45,8 +49,10 @@ Result<admin::AdminReply> ask(const std::string& runDir, const admin::AdminReque
   std::string payload;
   req.SerializeToString(&payload);
   auto st = sendFrame(*sock, payload);
-  auto frame = st ? recvFrame(*sock) : Result<Frame>(std::unexpected(st.error()));
+  // Even when the send failed the agent may have answered (a refusal): read what is there.
+  auto frame = recvFrame(*sock);
   ::close(*sock);
+  if (!frame && !st) frame = std::unexpected(st.error());
   if (!frame) return fail(fmt::format("no answer from the agent on {}: {}", path, frame.error().str()));
   admin::AdminReply reply;
   if (!reply.ParseFromString(frame->payload)) return fail("the agent's reply does not parse");
@@ -183,6 +189,65 @@ int certsCommand(const std::vector<std::string>& argv, std::ostream& out, std::o
         *part.mutable_certs() = r.certs();
         return emit(r, part, c, "certs", o, e,
                     [](const admin::AdminReply& x) { return renderCerts(x, nowUnix()); });
+      });
+}
+
+int connsCommand(const std::vector<std::string>& argv, std::ostream& out, std::ostream& err) {
+  // --watch asks again every second (until interrupted, or --count times).
+  std::vector<OptionSpec> specs = {
+      {"watch", 'w', false, "", "ask again every second"},
+      {"count", 0, true, "N", "with --watch: stop after N answers"}};
+  size_t rounds = 1;
+  admin::AdminRequest sent;
+  return run(
+      argv, "conns",
+      "Usage: tollgatectl conns [NAMESPACE/POD] [--watch [--count N]] [--run-dir DIR] "
+      "[-o table|json|yaml]\n",
+      specs, out, err,
+      [&](const Args& a, admin::AdminRequest& req) -> Status {
+        if (a.positional.size() > 1) return fail("at most one NAMESPACE/POD expected");
+        auto* c = req.mutable_conns();
+        if (a.positional.size() == 1) {
+          const std::string& ref = a.positional[0];
+          auto slash = ref.find('/');
+          if (slash == std::string::npos || slash == 0 || slash + 1 == ref.size()) {
+            return fail(fmt::format("\"{}\": expected NAMESPACE/POD", ref));
+          }
+          c->set_namespace_(ref.substr(0, slash));
+          c->set_name(ref.substr(slash + 1));
+        }
+        bool watch = a.has("watch");
+        if (auto n = a.get("count")) {
+          if (!watch) return fail("--count goes with --watch");
+          char* end = nullptr;
+          unsigned long v = std::strtoul(n->c_str(), &end, 10);
+          if (n->empty() || *end != '\0' || v == 0) {
+            return fail(fmt::format("--count \"{}\": expected a number above 0", *n));
+          }
+          rounds = v;
+        } else if (watch) {
+          rounds = SIZE_MAX;
+        }
+        sent = req;
+        return {};
+      },
+      [&](const admin::AdminReply& first, const Common& c, std::ostream& o, std::ostream& e) {
+        auto print = [&](const admin::AdminReply& r) {
+          admin::AdminReply part;
+          *part.mutable_conns() = r.conns();
+          return emit(r, part, c, "conns", o, e,
+                      [](const admin::AdminReply& x) { return renderConns(x); });
+        };
+        int rc = print(first);
+        for (size_t i = 1; i < rounds && rc == kExitOk; ++i) {
+          o.flush();
+          std::this_thread::sleep_for(std::chrono::seconds(1));
+          auto next = ask(c.runDir, sent);
+          if (!next) return fail2(e, "conns", next.error().str());
+          o << "\n";
+          rc = print(*next);
+        }
+        return rc;
       });
 }
 

@@ -22,6 +22,8 @@ constexpr std::string_view kUsage =
     "  rules NS/POD     the pod's nft table as installed, and whether it is what the agent\n"
     "                   expects\n"
     "  certs            SVIDs per service account: SPIFFE ID, serial, expiry, next rotation\n"
+    "  conns [NS/POD]   open connections: destination, name, decision, route, bytes, age\n"
+    "                   (--watch: again every second)\n"
     "  (each takes --run-dir DIR, default /run/tollgate, and -o table|json|yaml)\n"
     "\n"
     "Run 'tollgatectl <command> --help' for a command's options.\n"
@@ -47,6 +49,7 @@ int runCli(const std::vector<std::string>& args, std::ostream& out, std::ostream
   if (cmd == "pods") return podsCommand(rest, out, err);
   if (cmd == "rules") return rulesCommand(rest, out, err);
   if (cmd == "certs") return certsCommand(rest, out, err);
+  if (cmd == "conns") return connsCommand(rest, out, err);
   err << "tollgatectl: unknown command \"" << cmd << "\"\n\n" << kUsage;
   return kExitUsage;
 }

@@ -31,5 +31,6 @@ int statusCommand(const std::vector<std::string>& args, std::ostream& out, std::
 int podsCommand(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
 int rulesCommand(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
 int certsCommand(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
+int connsCommand(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
 
 }  // namespace tollgate::cli

@@ -3,6 +3,8 @@
 #include <netinet/in.h>
 #include <unistd.h>
 
+#include <condition_variable>
+
 #include <fmt/format.h>
 
 #include "common/log.h"
@@ -98,6 +100,34 @@ void OutboundListener::revalidateSessions() {
   for (auto& w : sessions_) {
     if (auto s = w.lock()) s->revalidate();
   }
+}
+
+std::vector<AccessRecord> OutboundListener::describeSessions(std::chrono::milliseconds timeout) {
+  std::vector<std::shared_ptr<Session>> live;
+  {
+    std::lock_guard lock(mu_);
+    for (auto& w : sessions_) {
+      if (auto s = w.lock()) live.push_back(std::move(s));
+    }
+  }
+  struct Gather {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::vector<AccessRecord> records;
+    size_t answered = 0;
+  };
+  auto g = std::make_shared<Gather>();
+  for (auto& s : live) {
+    s->describe([g](AccessRecord r) {
+      std::lock_guard lock(g->mu);
+      g->records.push_back(std::move(r));
+      g->answered++;
+      g->cv.notify_all();
+    });
+  }
+  std::unique_lock lock(g->mu);
+  g->cv.wait_for(lock, timeout, [&] { return g->answered == live.size(); });
+  return g->records;
 }
 
 void OutboundListener::sessionStarted(const std::shared_ptr<Session>& s) {

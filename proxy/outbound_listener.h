@@ -1,6 +1,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -8,6 +9,7 @@
 
 #include "common/error.h"
 #include "common/log_throttle.h"
+#include "proxy/access_log.h"
 #include "proxy/asio.h"
 #include "proxy/pod_dns_table.h"
 #include "proxy/proxy_context.h"
@@ -47,6 +49,9 @@ class OutboundListener : public std::enable_shared_from_this<OutboundListener> {
   // Asks every open session to re-check its decision against the current snapshot (called after
   // each snapshot swap; the checks run on the sessions' own strands).
   void revalidateSessions();
+  // The open sessions' access records so far (tollgatectl conns), each read on its own strand;
+  // waits at most `timeout` for all of them. Not for an io thread.
+  std::vector<AccessRecord> describeSessions(std::chrono::milliseconds timeout);
 
   // Session bookkeeping (called by Session).
   void sessionStarted(const std::shared_ptr<Session>& s);

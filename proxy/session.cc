@@ -118,6 +118,16 @@ void Session::revalidate() {
   asio::post(client_.get_executor(), [self = shared_from_this()] { self->recheck(); });
 }
 
+void Session::describe(std::function<void(AccessRecord)> done) {
+  asio::post(client_.get_executor(), [self = shared_from_this(), done = std::move(done)] {
+    AccessRecord r = self->record_;
+    r.durationMs = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                             Clock::now() - self->startedAt_)
+                                             .count());
+    done(std::move(r));
+  });
+}
+
 void Session::recheck() {
   if (!relaying_ || closing_ || finished_) return;
   auto& in = listener_->inputs();

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -31,6 +32,9 @@ class Session : public std::enable_shared_from_this<Session> {
   // and cuts it when that no longer allows it (TollgateConfig.revocation). Thread-safe: posts to
   // the session's strand.
   void revalidate();
+  // What the connection is now (tollgatectl conns): its access record so far, durationMs = age.
+  // Thread-safe: read on the session's strand, `done` called there.
+  void describe(std::function<void(AccessRecord)> done);
 
  private:
   enum class Sniffed { Tls, Http, Opaque };

@@ -6,7 +6,8 @@
 source "$(dirname "$0")/lib.sh"
 expected "status -o json: pods enrolled, gateway egress, identity on; pods: client rules ok;" \
   "rules default/ctl: DRIFT after 'nft delete table', OK after repair; certs: client's SPIFFE ID" \
-  "with a serial and a future expiry; as uid 65534: exit 2 'permission denied'"
+  "with a serial and a future expiry; conns: client's open connection to httpbin.test, allowed," \
+  "route through gateway egress, bytes both ways; as uid 65534: exit 2 'permission denied'"
 
 ctl() { "$LAB_TOLLGATECTL" "$@" --run-dir "$LAB_AGENT_RUN_DIR"; }
 [[ -x $LAB_TOLLGATECTL ]] || fail "no tollgatectl at $LAB_TOLLGATECTL"
@@ -88,6 +89,31 @@ PY
   observe "certs: $verdict"
 else
   fail "certs failed: $certs"
+fi
+
+# conns: a keep-alive connection through the gateway, held open for a few seconds
+lab_exec client -- bash -c "(printf 'GET /headers HTTP/1.1\r\nHost: httpbin.test\r\n\r\n'; sleep 6) | nc -w 8 httpbin.test 80 >/dev/null" &
+holder=$!
+seen=""
+for _ in $(seq 1 50); do
+  conns=$(ctl conns default/client -o json 2>&1) || { fail "conns failed: $conns"; break; }
+  seen=$(python3 - "$conns" <<'PY'
+import json, sys
+for c in json.loads(sys.argv[1]).get("conns", []):
+    if c.get("name") == "httpbin.test" and c.get("decision") == "allow" and int(c.get("bytesDown", 0)) > 0:
+        print(f"{c['originalDst']} {c['name']} {c['decision']} route={c.get('route')!r} up={c.get('bytesUp')} down={c.get('bytesDown')}")
+        break
+PY
+  )
+  [[ -n $seen ]] && break
+  sleep 0.1
+done
+wait "$holder" 2>/dev/null
+if [[ -z $seen ]]; then
+  fail "conns never showed client's open connection to httpbin.test"
+else
+  observe "conns: $seen"
+  [[ $seen == *"route='gateway egress"* ]] || fail "conns: route is not the gateway: $seen"
 fi
 
 # not root

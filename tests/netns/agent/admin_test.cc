@@ -103,6 +103,47 @@ TEST_F(AdminTest, PodsAndRulesShowDriftUntilRepaired) {
   EXPECT_EQ(ctl({"pods", "-n", "other"}).out.find("client"), std::string::npos);
 }
 
+TEST_F(AdminTest, ConnsListsALiveConnection) {
+  // A route out of the pod netns, so that a connect reaches the redirect (nothing answers there).
+  ASSERT_EQ(sh(fmt::format("ip -n {} link add tgadm0 type veth peer name tgadm1", pod_)), 0);
+  ASSERT_EQ(sh(fmt::format("ip -n {} link set tgadm0 up", pod_)), 0);
+  ASSERT_EQ(sh(fmt::format("ip -n {} link set tgadm1 up", pod_)), 0);
+  ASSERT_EQ(sh(fmt::format("ip -n {} route add 198.51.100.0/24 dev tgadm0", pod_)), 0);
+  auto podNs = Netns::open(netnsPath(pod_));
+  ASSERT_TRUE(podNs);
+  CtlRun none = ctl({"conns", "default/client"});
+  ASSERT_EQ(none.rc, 0) << none.err;
+  EXPECT_NE(none.out.find("(no open connections)"), std::string::npos) << none.out;
+
+  auto fd = connectIn(*podNs, "198.51.100.7", 443);  // captured; nothing sent yet
+  ASSERT_TRUE(fd) << fd.error().str();
+  // The proxy accepts it on its own thread: ask until it is there (a hang bound only).
+  CtlRun json;
+  admin::AdminReply r;
+  for (int i = 0; i < 500 && r.conns_size() == 0; ++i) {
+    json = ctl({"conns", "default/client", "-o", "json"});
+    ASSERT_EQ(json.rc, 0) << json.err;
+    r.Clear();
+    ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(json.out, &r).ok()) << json.out;
+    if (r.conns_size() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_EQ(r.conns_size(), 1) << json.out;
+  EXPECT_EQ(r.conns(0).namespace_(), "default");
+  EXPECT_EQ(r.conns(0).pod(), "client");
+  EXPECT_EQ(r.conns(0).original_dst(), "198.51.100.7:443");
+  EXPECT_EQ(r.conns(0).decision(), "");  // still reading the first bytes
+  CtlRun table = ctl({"conns", "--watch", "--count", "2"});
+  ASSERT_EQ(table.rc, 0) << table.err;
+  size_t first = table.out.find("default/client  198.51.100.7:443");
+  ASSERT_NE(first, std::string::npos) << table.out;
+  EXPECT_NE(table.out.find("default/client  198.51.100.7:443", first + 1), std::string::npos)
+      << "two answers expected: " << table.out;
+  EXPECT_NE(table.out.find("sniffing"), std::string::npos) << table.out;
+  ::close(*fd);
+  EXPECT_EQ(ctl({"conns", "default/nobody"}).rc, 2);
+  EXPECT_EQ(ctl({"conns", "--count", "2"}).rc, 2);  // --count without --watch
+}
+
 TEST_F(AdminTest, ErrorsAreOneLineAndExitTwo) {
   CtlRun unknown = ctl({"rules", "default/nobody"});
   EXPECT_EQ(unknown.rc, 2);

@@ -121,6 +121,32 @@ TEST(AdminView, CertsTable) {
             "team-b/web       (not issued yet: on the first gateway flow)  -       -                     -\n");
 }
 
+TEST(AdminView, ConnsTable) {
+  admin::AdminReply r;
+  auto* c = r.add_conns();
+  c->set_namespace_("default");
+  c->set_pod("client");
+  c->set_original_dst("198.18.0.10:443");
+  c->set_name("httpbin.test");
+  c->set_protocol("tls");
+  c->set_decision("allow");
+  c->set_reason("allowed_registry");
+  c->set_route("gateway egress(198.19.0.6:15008) -> httpbin.test:443");
+  c->set_bytes_up(1536);
+  c->set_bytes_down(3 * 1024 * 1024);
+  c->set_age_ms(125000);
+  auto* d = r.add_conns();
+  d->set_namespace_("default");
+  d->set_pod("client");
+  d->set_original_dst("198.51.100.7:80");
+  d->set_age_ms(900);
+  EXPECT_EQ(renderConns(r),
+            "POD             DESTINATION      NAME          PROTO  DECISION                ROUTE                                                 UP    DOWN  AGE\n"
+            "default/client  198.18.0.10:443  httpbin.test  tls    allow allowed_registry  gateway egress(198.19.0.6:15008) -> httpbin.test:443  1.5K  3.0M  2m5s\n"
+            "default/client  198.51.100.7:80  -             -      sniffing                -                                                     0     0     0s\n");
+  EXPECT_NE(renderConns(admin::AdminReply{}).find("(no open connections)"), std::string::npos);
+}
+
 TEST(AdminView, Durations) {
   EXPECT_EQ(formatDuration(0), "0s");
   EXPECT_EQ(formatDuration(59), "59s");
