@@ -106,6 +106,8 @@ H2Connection::H2Connection(TunnelOpener& opener, GatewayMetrics& metrics,
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, &H2Connection::onDataChunk);
   nghttp2_session_callbacks_set_on_stream_close_callback(cbs, &H2Connection::onStreamClose);
   nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(cbs, &H2Connection::onInvalidFrame);
+  nghttp2_session_callbacks_set_on_begin_frame_callback(cbs, &H2Connection::onBeginFrame);
+  nghttp2_session_callbacks_set_on_frame_send_callback(cbs, &H2Connection::onFrameSend);
   nghttp2_option* opt = nullptr;
   nghttp2_option_new(&opt);
   // Window updates follow the upstream's consumption, not nghttp2's receipt (backpressure).
@@ -423,6 +425,31 @@ int H2Connection::onInvalidFrame(nghttp2_session*, const nghttp2_frame* frame, i
     // those in benign races, so they are not abuse.
     self->abuse("protocol_error", nghttp2_strerror(libError));
   }
+  return 0;
+}
+
+int H2Connection::onBeginFrame(nghttp2_session*, const nghttp2_frame_hd* hd, void* user) {
+  static_cast<H2Connection*>(user)->lastFrameType_ = hd->type;
+  return 0;
+}
+
+int H2Connection::onFrameSend(nghttp2_session*, const nghttp2_frame* frame, void* user) {
+  auto* self = static_cast<H2Connection*>(user);
+  const uint32_t code = frame->hd.type == NGHTTP2_GOAWAY ? frame->goaway.error_code : 0;
+  if (frame->hd.type != NGHTTP2_GOAWAY || code == NGHTTP2_NO_ERROR || self->abused_) return 0;
+  // A connection error nghttp2 found by itself, seen by no callback above (more entries in one
+  // SETTINGS frame than max_settings, its own reset limiter, a malformed frame): counted by the
+  // type of the frame that was arriving. The connection ends once this GOAWAY is out.
+  std::string_view reason = "protocol_error";
+  if (code == NGHTTP2_ENHANCE_YOUR_CALM) {
+    if (self->lastFrameType_ == NGHTTP2_SETTINGS) reason = "settings_flood";
+    if (self->lastFrameType_ == NGHTTP2_RST_STREAM) reason = "rapid_reset";
+    if (self->lastFrameType_ == NGHTTP2_CONTINUATION) reason = "continuation_flood";
+  }
+  self->abused_ = true;
+  self->metrics_.countH2Abuse(reason);
+  warnAbuse(self->peer_, reason,
+            fmt::format("nghttp2 sent GOAWAY({})", nghttp2_http2_strerror(code)));
   return 0;
 }
 

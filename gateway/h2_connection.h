@@ -57,6 +57,8 @@ class H2Connection : public std::enable_shared_from_this<H2Connection> {
   static int onDataChunk(nghttp2_session*, uint8_t, int32_t, const uint8_t*, size_t, void*);
   static int onStreamClose(nghttp2_session*, int32_t, uint32_t, void*);
   static int onInvalidFrame(nghttp2_session*, const nghttp2_frame*, int, void*);
+  static int onBeginFrame(nghttp2_session*, const nghttp2_frame_hd*, void*);
+  static int onFrameSend(nghttp2_session*, const nghttp2_frame*, void*);
   static ssize_t readDownstream(nghttp2_session*, int32_t, uint8_t*, size_t, uint32_t*,
                                 nghttp2_data_source*, void*);
 
@@ -93,6 +95,7 @@ class H2Connection : public std::enable_shared_from_this<H2Connection> {
   bool closed_ = false;
   bool draining_ = false;
   bool abused_ = false;
+  uint8_t lastFrameType_ = 0;  // of the frame being received: names nghttp2's own GOAWAYs
   Bucket resets_{kResetBurst};
   Bucket controls_{kControlBurst};
   asio::steady_timer idleTimer_;

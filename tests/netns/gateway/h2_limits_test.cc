@@ -15,6 +15,7 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <chrono>
 #include <csignal>
+#include <future>
 #include <thread>
 
 #include "gateway/gateway_metrics.h"
@@ -52,7 +53,48 @@ std::string frame(uint8_t type, uint8_t flags, uint32_t stream, std::string_view
 }
 
 constexpr uint8_t kData = 0, kHeaders = 1, kRst = 3, kSettings = 4, kPing = 6, kGoaway = 7,
-                  kContinuation = 9;
+                  kWindowUpdate = 8, kContinuation = 9;
+
+std::string be32(uint32_t v) {
+  return {static_cast<char>(v >> 24), static_cast<char>(v >> 16), static_cast<char>(v >> 8),
+          static_cast<char>(v)};
+}
+
+// An upstream that writes without end: what a client that never reads is sent.
+void firehose(int fd) {
+  std::string chunk(64 * 1024, 'f');
+  for (int i = 0; i < 1024; ++i) {
+    if (::write(fd, chunk.data(), chunk.size()) <= 0) return;
+  }
+}
+
+// A port whose accept queue is full: the kernel drops further SYNs, so a connect to it hangs
+// until its deadline.
+class Blackhole {
+ public:
+  Blackhole() {
+    fd_ = testing::listenLoopback(&port_);
+    ::listen(fd_, 0);
+    for (int& fd : fillers_) {
+      fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+      sockaddr_in sin{};
+      sin.sin_family = AF_INET;
+      sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      sin.sin_port = htons(port_);
+      ::connect(fd, reinterpret_cast<sockaddr*>(&sin), sizeof sin);
+    }
+  }
+  ~Blackhole() {
+    for (int fd : fillers_) ::close(fd);
+    ::close(fd_);
+  }
+  uint16_t port() const { return port_; }
+
+ private:
+  int fd_ = -1;
+  uint16_t port_ = 0;
+  int fillers_[4] = {-1, -1, -1, -1};
+};
 constexpr uint8_t kEndStream = 0x1, kEndHeaders = 0x4, kAck = 0x1;
 
 // HPACK for a CONNECT request (literal headers, no indexing, no Huffman), plus `extra` headers.
@@ -188,6 +230,42 @@ class H2LimitsTest : public GatewayTest {
     t.join();
     return v;
   }
+
+  // Upstreams only some of these tests need (hose.test:7001, hole.test:7002), added to the
+  // fixture's config through a reload.
+  void addUpstreams() {
+    uint64_t reloads = metrics_.reloadsOk.load();
+    dir_.write("config/limits.yaml", fmt::format(R"(apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: hose, namespace: default}}
+spec:
+  hosts: [hose.test]
+  ports: [{{number: 7001, name: tcp-hose, protocol: TCP, targetPort: {hose}}}]
+  resolution: STATIC
+  endpoints: [{{address: 127.0.0.1}}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: hole, namespace: default}}
+spec:
+  hosts: [hole.test]
+  ports: [{{number: 7002, name: tcp-hole, protocol: TCP, targetPort: {hole}}}]
+  resolution: STATIC
+  endpoints: [{{address: 127.0.0.1}}]
+)",
+                                                 fmt::arg("hose", hose_.port()),
+                                                 fmt::arg("hole", hole_.port())));
+    std::promise<void> done;
+    asio::post(io_, [&] {
+      reloader_->pollOnce();
+      done.set_value();
+    });
+    done.get_future().wait();
+    ASSERT_EQ(metrics_.reloadsOk.load(), reloads + 1) << "the extra upstreams did not load";
+  }
+
+  testing::TcpServer hose_{&firehose};
+  Blackhole hole_;
 
   template <typename P>
   bool eventually(P pred) {
@@ -343,6 +421,70 @@ TEST_F(H2LimitsTest, IdleConnectionWithoutStreamsGetsGoaway) {
   ASSERT_TRUE(h2.run({id}));
   EXPECT_EQ(h2.stream(id).body, "still here and here");
   EXPECT_EQ(h2.stream(id).errorCode, 0u);
+}
+
+// A client that stops reading (huge windows, so only TCP holds the gateway back) must not
+// hold its connection and tunnel forever: the stalled write closes both.
+TEST_F(H2LimitsTest, ClientThatStopsReadingIsClosed) {
+  addUpstreams();
+  in_->options.writeStallTimeout = 1s;
+  Outcome v = underAttack([&] {
+    RawH2 a = attacker();
+    ASSERT_TRUE(a.ok());
+    std::string settings = std::string("\0\x04", 2) + be32(0x7fffffff);  // INITIAL_WINDOW_SIZE
+    a.send(frame(kSettings, 0, 0, settings) + frame(kSettings, kAck, 0, "") +
+           frame(kWindowUpdate, 0, 0, be32(0x7fffffff - 65535)) +
+           frame(kHeaders, kEndHeaders | kEndStream, 1, hpackConnect("hose.test:7001")));
+    EXPECT_TRUE(eventually([&] { return metrics_.h2Abuse("write_stalled") == 1; }));
+    // Never read: the gateway gave up on its own.
+  });
+  std::printf("%s\n", v.line("client that stops reading").c_str());
+  EXPECT_EQ(metrics_.h2Abuse("write_stalled"), 1u);
+  EXPECT_TRUE(eventually([&] { return metrics_.tunnelsActive.load() == 0; }));
+  EXPECT_GE(v.ok * 100, v.total * 99) << v.line("write stall");
+}
+
+// A reset stream cancels its upstream dial in flight. The dial goes to a port that never
+// answers; without the cancellation it would run to its 30 s connect timeout (past this test's
+// hang bound) and be logged connect_timeout; with it, the tunnel ends as client_reset at once.
+TEST_F(H2LimitsTest, ResetStreamCancelsItsUpstreamDial) {
+  addUpstreams();
+  in_->options.connectTimeout = 30s;
+  RawH2 a = attacker();
+  ASSERT_TRUE(a.ok());
+  a.send(frame(kSettings, kAck, 0, "") +
+         frame(kHeaders, kEndHeaders, 1, hpackConnect("hole.test:7002")));
+  ASSERT_TRUE(eventually([&] { return metrics_.tunnelsTotal.load() == 1; }));
+  a.send(frame(kRst, 0, 1, be32(NGHTTP2_CANCEL)));
+  auto until = Clock::now() + 20s;  // a hang bound only, shorter than the connect timeout
+  while (metrics_.streams("error", "client_reset") + metrics_.streams("error", "connect_timeout") ==
+             0 &&
+         Clock::now() < until) {
+    std::this_thread::sleep_for(5ms);
+  }
+  EXPECT_EQ(metrics_.streams("error", "client_reset"), 1u);
+  EXPECT_EQ(metrics_.streams("error", "connect_timeout"), 0u);
+}
+
+// nghttp2's own limit (entries per SETTINGS frame) is counted too, under settings_flood.
+TEST_F(H2LimitsTest, SettingsFrameWithTooManyEntriesIsCut) {
+  RawH2 a = attacker();
+  ASSERT_TRUE(a.ok());
+  std::string entries;
+  for (int i = 0; i < 17; ++i) entries += std::string("\0\x02", 2) + be32(0);  // ENABLE_PUSH=0
+  a.send(frame(kSettings, 0, 0, entries));
+  uint32_t code = 0;
+  EXPECT_TRUE(a.goawayThenClose(&code));
+  EXPECT_EQ(code, static_cast<uint32_t>(NGHTTP2_ENHANCE_YOUR_CALM));
+  EXPECT_EQ(metrics_.h2Abuse("settings_flood"), 1u);
+}
+
+TEST_F(H2LimitsTest, BadClientPrefaceIsAProtocolError) {
+  testing::TlsClient tls(port_, clientCert_, clientKey_, caFile_, "\x02h2");
+  ASSERT_TRUE(tls.connected());
+  tls.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n");  // h2 by ALPN, then no preface
+  tls.read();  // returns once the gateway closed
+  EXPECT_TRUE(eventually([&] { return metrics_.h2Abuse("protocol_error") == 1; }));
 }
 
 }  // namespace
