@@ -24,7 +24,8 @@ std::string usage() {
          "         [--listen 0.0.0.0:15008] [--metrics-port 15020] [--health-port 15021]\n"
          "         [--credentials-dir DIR] [--namespace NS] [--access-log PATH]\n"
          "         [--log-format text|json] [--drain-seconds N] [--threads N]\n"
-         "         [--label key=value]... [--h2-idle-seconds N (default 60; 0 = never)]\n";
+         "         [--label key=value]... [--h2-idle-seconds N (default 60; 0 = never)]\n"
+         "         [--h2-write-stall-seconds N (default 30; 0 = never)]\n";
 }
 
 Result<Options> parseOptions(const std::vector<std::string>& args) {
@@ -79,6 +80,10 @@ Result<Options> parseOptions(const std::vector<std::string>& args) {
       auto n = parseNumber(flag, value, 3600);
       if (!n) return std::unexpected(n.error());
       o.drain = std::chrono::seconds(*n);
+    } else if (flag == kFlagH2WriteStallSeconds) {
+      auto n = parseNumber(flag, value, 3600);
+      if (!n) return std::unexpected(n.error());
+      o.writeStallTimeout = std::chrono::seconds(*n);
     } else if (flag == kFlagH2IdleSeconds) {
       auto n = parseNumber(flag, value, 86400);
       if (!n) return std::unexpected(n.error());

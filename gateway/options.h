@@ -27,6 +27,7 @@ inline constexpr std::string_view kFlagDrainSeconds = "--drain-seconds";
 inline constexpr std::string_view kFlagLabel = "--label";
 inline constexpr std::string_view kFlagThreads = "--threads";
 inline constexpr std::string_view kFlagH2IdleSeconds = "--h2-idle-seconds";
+inline constexpr std::string_view kFlagH2WriteStallSeconds = "--h2-write-stall-seconds";
 
 struct Options {
   std::string configDir;
@@ -54,7 +55,7 @@ struct Options {
   // agent's pool opens a new one when needed); 0: never.
   std::chrono::milliseconds h2IdleTimeout{60 * 1000};
   // A connection whose writes make no progress for this long (the client stopped reading) is
-  // closed.
+  // closed (--h2-write-stall-seconds); 0: never.
   std::chrono::milliseconds writeStallTimeout{30 * 1000};
 };
 

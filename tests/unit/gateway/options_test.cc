@@ -14,6 +14,7 @@ TEST(GatewayOptions, Defaults) {
   EXPECT_EQ(o->metricsPort, 15020);
   EXPECT_EQ(o->healthPort, 15021);
   EXPECT_EQ(o->logFormat, proxy::LogFormat::Text);
+  EXPECT_EQ(o->writeStallTimeout, std::chrono::seconds(30));
 }
 
 TEST(GatewayOptions, AllFlags) {
@@ -46,7 +47,10 @@ TEST(GatewayOptions, AllFlags) {
                          "--label",
                          "app=gw",
                          "--threads",
-                         "3"});
+                         "3",
+                         "--h2-idle-seconds",
+                         "0",
+                         "--h2-write-stall-seconds=7"});
   ASSERT_TRUE(o) << o.error().str();
   EXPECT_EQ(o->configDir, "/c");
   EXPECT_EQ(o->listenIp, "::");
@@ -59,6 +63,8 @@ TEST(GatewayOptions, AllFlags) {
   EXPECT_EQ(o->logFormat, proxy::LogFormat::Json);
   EXPECT_EQ(o->drain, std::chrono::seconds(3));
   EXPECT_EQ(o->threads, 3u);
+  EXPECT_EQ(o->h2IdleTimeout, std::chrono::milliseconds(0));
+  EXPECT_EQ(o->writeStallTimeout, std::chrono::seconds(7));
   EXPECT_EQ(o->labels,
             (std::map<std::string, std::string>{{"app", "gw"}, {"istio", "egressgateway"}}));
 }
@@ -76,7 +82,8 @@ TEST(GatewayOptions, Errors) {
                                                                  {"--drain-seconds"},
                                                                  {"--label", "novalue"},
                                                                  {"--label", "=x"},
-                                                                 {"--threads", "many"}}) {
+                                                                 {"--threads", "many"},
+                                                                 {"--h2-write-stall-seconds", "x"}}) {
     auto args = base;
     args.insert(args.end(), extra.begin(), extra.end());
     EXPECT_FALSE(parseOptions(args)) << extra[0];
