@@ -8,8 +8,12 @@
 
 namespace tollgate::gateway {
 
-// A deadline on one socket operation: when it passes, the socket's pending operations are
-// cancelled. The state is shared with the timer handler, which may still run after the guarded
+// A deadline on one socket operation: when it passes, the socket is shut down both ways and its
+// pending operations are cancelled. Cancelling alone is not enough for a composed operation (a
+// TLS handshake, read_until, a multi-part write): when one of its inner reads has completed and
+// its handler is queued, cancel finds nothing pending and the operation starts its next read with
+// no deadline left, so a peer trickling a byte at a time kept the socket. After the shutdown
+// every further read ends at once. A fired deadline ends the socket's use. The state is shared with the timer handler, which may still run after the guarded
 // operation finished and the caller moved on (done makes it a no-op then).
 struct DeadlineState {
   bool done = false;
@@ -25,6 +29,7 @@ inline std::shared_ptr<DeadlineState> armDeadline(boost::asio::steady_timer& tim
     if (ec || st->done) return;
     st->fired = true;
     boost::system::error_code ignored;
+    sock.shutdown(boost::asio::ip::tcp::socket::shutdown_both, ignored);
     sock.cancel(ignored);
   });
   return st;

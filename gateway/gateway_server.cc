@@ -114,6 +114,7 @@ awaitable<void> GatewayServer::serveConnection(asio::ip::tcp::socket sock) {
     co_await tls->async_handshake(ssl::stream_base::server,
                                   asio::redirect_error(asio::use_awaitable, ec));
     disarm(timer, *st);
+    if (!ec && st->fired) ec = asio::error::timed_out;  // the deadline shut the socket down
   }
   if (ec) {
     in_.metrics.tlsHandshakeFailures++;
@@ -167,6 +168,7 @@ awaitable<void> GatewayServer::serveHttp1(std::shared_ptr<TlsStream> tls, identi
         co_await asio::async_read_until(*tls, asio::dynamic_buffer(buf, kMaxRequestHead),
                                         "\r\n\r\n", asio::redirect_error(asio::use_awaitable, ec));
     disarm(timer, *st);
+    if (!ec && st->fired) ec = asio::error::timed_out;
   }
   auto respond = [&](std::string text) -> awaitable<void> {
     error_code wec;

@@ -220,6 +220,8 @@ awaitable<TunnelOutcome> TunnelOpener::open(TunnelRequest req) {
     co_await sock.async_connect(aep, asio::redirect_error(asio::use_awaitable, ec));
     if (req.cancel) req.cancel->hook = nullptr;
     disarm(timer, *st);
+    // A connect that completed as the deadline fired has been shut down by it: a timeout too.
+    if (!ec && st->fired) ec = asio::error::timed_out;
     if (!ec) {
       o.record.originalDst = ep.str();
       connected.emplace(std::move(sock));
@@ -256,7 +258,7 @@ awaitable<TunnelOutcome> TunnelOpener::open(TunnelRequest req) {
     if (req.cancel && req.cancel->cancelled) {
       co_return refuse(std::move(o), 499, "client_reset", "the client reset the stream first");
     }
-    if (ec) {
+    if (ec || st->fired) {
       std::string why = st->fired ? "handshake timeout" : up->tlsFailure();
       co_return refuse(std::move(o), 502, "upstream_tls", why);
     }

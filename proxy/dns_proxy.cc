@@ -389,6 +389,7 @@ awaitable<std::optional<std::vector<uint8_t>>> DnsProxy::queryUdp(
   struct State {
     explicit State(asio::any_io_executor e) : sock(e) {}
     asio::ip::udp::socket sock;
+    bool expired = false;
   };
   auto st = std::make_shared<State>(ex);
   boost::system::error_code ec;
@@ -402,12 +403,16 @@ awaitable<std::optional<std::vector<uint8_t>>> DnsProxy::queryUdp(
   timer.expires_after(options_.upstreamTimeout);
   timer.async_wait([st](boost::system::error_code tec) {
     if (!tec) {
+      st->expired = true;
       boost::system::error_code ignored;
       st->sock.cancel(ignored);
     }
   });
   std::vector<uint8_t> buf(kDnsMaxMessageBytes);
   for (;;) {
+    // A stray datagram whose completion was queued when the timer cancelled: stop here rather
+    // than wait again with no timeout.
+    if (st->expired) break;
     size_t n = co_await st->sock.async_receive(asio::buffer(buf),
                                                asio::redirect_error(use_awaitable, ec));
     if (ec) break;

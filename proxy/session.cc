@@ -429,9 +429,17 @@ awaitable<bool> Session::sniff() {
       co_return false;
     }
     error_code ec;
-    size_t n = co_await client_.async_read_some(
-        asio::buffer(buf.data(), std::min(buf.size(), cap - buffered_.size())),
-        asio::redirect_error(use_awaitable, ec));
+    size_t n = 0;
+    if (deadlineFired_) {
+      // The deadline fired while the last read's completion was already queued: its cancel
+      // found nothing to cancel, so a new read would wait with no deadline at all (a client
+      // trickling one byte at a time then kept its connection forever).
+      ec = asio::error::operation_aborted;
+    } else {
+      n = co_await client_.async_read_some(
+          asio::buffer(buf.data(), std::min(buf.size(), cap - buffered_.size())),
+          asio::redirect_error(use_awaitable, ec));
+    }
     if (ec) {
       if (deadlineFired_) {
         in.metrics.sniffTimeouts++;

@@ -109,9 +109,12 @@ awaitable<void> StatusServer::serve(asio::ip::tcp::socket s) {
   auto& sock = *shared;
   asio::steady_timer deadline(sock.get_executor());
   deadline.expires_after(kReadDeadline);
+  // Shut down, not only cancelled: read_until is several reads, and a cancel that lands while
+  // one's completion is queued would let the next read wait with no deadline.
   deadline.async_wait([shared](boost::system::error_code ec) {
     if (!ec) {
       boost::system::error_code ignored;
+      shared->shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
       shared->cancel(ignored);
     }
   });
