@@ -33,6 +33,7 @@ Agent::Agent(AgentOptions options)
       resolver_(io_),
       inputs_{io_, proxy::ProxyOptions{}, snapshots_, metrics_, accessLog_, resolver_} {
   inputs_.sockets = &sockets_;
+  inputs_.events = &events_;
   inputs_.options.sniffTimeout = options_.sniffTimeout;
   inputs_.options.maxConnectionsPerPod = options_.maxConnectionsPerPod;
 }
@@ -215,7 +216,7 @@ Status Agent::start() {
 
   metrics_.addCollector([this] { return pods_->collectMetrics(); });
   if (options_.reconcileInterval.count() > 0) {
-    reconciler_ = std::make_unique<Reconciler>(*pods_, options_.reconcileInterval);
+    reconciler_ = std::make_unique<Reconciler>(*pods_, options_.reconcileInterval, &events_);
     metrics_.addCollector([this] { return reconciler_->collectMetrics(); });
     reconciler_->start();
   }
@@ -349,6 +350,24 @@ admin::AdminReply Agent::handleAdmin(const admin::AdminRequest& req) {
         break;
       }
       for (auto& c : *conns) *r.add_conns() = std::move(c);
+      break;
+    }
+    case admin::AdminRequest::kLog: {
+      const auto& q = req.log();
+      size_t max = q.max() == 0 ? 1000 : std::min<size_t>(q.max(), 1000);
+      auto page = events_.read(q.after(), q.namespace_(), q.name(), max);
+      r.set_next_seq(page.next);
+      r.set_missed(page.missed);
+      for (auto& e : page.events) {
+        admin::LogEvent* out = r.add_events();
+        out->set_seq(e.seq);
+        out->set_unix_ms(e.unixMs);
+        out->set_kind(std::move(e.kind));
+        out->set_namespace_(std::move(e.ns));
+        out->set_pod(std::move(e.pod));
+        out->set_text(std::move(e.text));
+        for (auto& [k, v] : e.fields) (*out->mutable_fields())[k] = std::move(v);
+      }
       break;
     }
     case admin::AdminRequest::kCerts:

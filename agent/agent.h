@@ -113,6 +113,7 @@ class Agent {
   proxy::SocketRegistry sockets_;
   HandoffCounters handoffCounters_;
   proxy::AccessLog accessLog_;
+  proxy::EventJournal events_;
   proxy::Resolver resolver_;
   proxy::ProxyInputs inputs_;
   std::unique_ptr<PodManager> pods_;

@@ -93,8 +93,9 @@ std::vector<std::pair<std::string, std::shared_ptr<Netns>>> PodManager::enrolled
   return out;
 }
 
-Reconciler::Reconciler(PodManager& pods, std::chrono::milliseconds interval)
-    : pods_(pods), interval_(interval) {
+Reconciler::Reconciler(PodManager& pods, std::chrono::milliseconds interval,
+                       proxy::EventJournal* events)
+    : pods_(pods), events_(events), interval_(interval) {
   wakeFd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   // Without it stop() could not wake poll() early; the loop then polls in short slices.
   if (wakeFd_ < 0) log::warn(kLog, "eventfd: {}", std::strerror(errno));
@@ -271,6 +272,18 @@ size_t Reconciler::pass(bool fromTimer) {
     } else {
       log::error(kLog, "pod {}: drift detected ({}): repair failed: {}", r.pod, r.summary,
                  r.error);
+    }
+    if (events_) {
+      proxy::Event e;
+      e.kind = "drift";
+      auto slash = r.pod.find('/');
+      e.ns = r.pod.substr(0, slash);
+      e.pod = slash == std::string::npos ? std::string() : r.pod.substr(slash + 1);
+      e.text = r.repaired ? fmt::format("drift detected ({}): repaired", r.summary)
+                          : fmt::format("drift detected ({}): repair failed: {}", r.summary, r.error);
+      e.fields = {{"summary", r.summary}, {"repaired", r.repaired ? "true" : "false"}};
+      if (!r.repaired) e.fields["error"] = r.error;
+      events_->append(std::move(e));
     }
   }
   std::lock_guard lock(mu_);

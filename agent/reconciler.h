@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "agent/pod_manager.h"
+#include "proxy/event_journal.h"
 
 namespace tollgate::agent {
 
@@ -34,7 +35,9 @@ class Reconciler {
 
   static constexpr std::chrono::milliseconds kEventDelay{1000};
 
-  Reconciler(PodManager& pods, std::chrono::milliseconds interval);
+  // Drift found is also recorded in `events` (tollgatectl log) when not null.
+  Reconciler(PodManager& pods, std::chrono::milliseconds interval,
+             proxy::EventJournal* events = nullptr);
   ~Reconciler();
   Reconciler(const Reconciler&) = delete;
   Reconciler& operator=(const Reconciler&) = delete;
@@ -77,6 +80,7 @@ class Reconciler {
   };
 
   PodManager& pods_;
+  proxy::EventJournal* events_;
   const std::chrono::milliseconds interval_;
   mutable std::mutex mu_;
   int wakeFd_ = -1;  // eventfd: stop() wakes the loop's poll

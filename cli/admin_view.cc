@@ -193,4 +193,14 @@ std::string renderConns(const admin::AdminReply& r) {
   return out;
 }
 
+std::string renderEvent(const admin::LogEvent& e) {
+  int64_t ms = e.unix_ms();
+  std::string when = formatUnixTime(ms / 1000);
+  if (when.size() > 1 && when.back() == 'Z') {
+    when = fmt::format("{}.{:03}Z", when.substr(0, when.size() - 1), ms % 1000);
+  }
+  std::string who = e.namespace_().empty() ? std::string("node") : e.namespace_() + "/" + e.pod();
+  return fmt::format("{} {:<5} {} {}\n", when, e.kind(), who, e.text());
+}
+
 }  // namespace tollgate::cli

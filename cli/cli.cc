@@ -24,6 +24,9 @@ constexpr std::string_view kUsage =
     "  certs            SVIDs per service account: SPIFFE ID, serial, expiry, next rotation\n"
     "  conns [NS/POD]   open connections: destination, name, decision, route, bytes, age\n"
     "                   (--watch: again every second)\n"
+    "  log [NS/POD]     the node's events: connections as they end, DNS names refused, QUIC\n"
+    "                   attempts, drift (-f: follow)\n"
+    "  learn [-n NS]    watch what pods try for --duration and print ServiceEntries to review\n"
     "  (each takes --run-dir DIR, default /run/tollgate, and -o table|json|yaml)\n"
     "\n"
     "Run 'tollgatectl <command> --help' for a command's options.\n"
@@ -50,6 +53,8 @@ int runCli(const std::vector<std::string>& args, std::ostream& out, std::ostream
   if (cmd == "rules") return rulesCommand(rest, out, err);
   if (cmd == "certs") return certsCommand(rest, out, err);
   if (cmd == "conns") return connsCommand(rest, out, err);
+  if (cmd == "log") return logCommand(rest, out, err);
+  if (cmd == "learn") return learnCommand(rest, out, err);
   err << "tollgatectl: unknown command \"" << cmd << "\"\n\n" << kUsage;
   return kExitUsage;
 }

@@ -32,5 +32,10 @@ int podsCommand(const std::vector<std::string>& args, std::ostream& out, std::os
 int rulesCommand(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
 int certsCommand(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
 int connsCommand(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
+// tollgatectl log [NS/POD] [-f] [--tail N] [--kind K] [--count N]: the agent's event journal.
+int logCommand(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
+// tollgatectl learn [-n NS] [--duration D] [--history] [--out FILE]: ServiceEntries for what
+// the pods tried (cli/learner.h).
+int learnCommand(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
 
 }  // namespace tollgate::cli

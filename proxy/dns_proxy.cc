@@ -11,6 +11,7 @@
 
 #include "common/log.h"
 #include "policy/snapshot.h"
+#include "proxy/event_journal.h"
 #include "proxy/resolver.h"
 #include "proxy/socket_registry.h"
 #include "proxy/udp_receive.h"
@@ -299,6 +300,15 @@ awaitable<std::optional<std::vector<uint8_t>>> DnsProxy::answer(std::vector<uint
       if (!ok) {
         counters_.blocked++;
         log::debug(kLog, "pod {}: {} not in the registry: NXDOMAIN", pod_.key(), name);
+        if (inputs_.events) {
+          proxy::Event e;
+          e.kind = "dns";
+          e.ns = pod_.ns;
+          e.pod = pod_.name;
+          e.text = fmt::format("{} not in the registry: NXDOMAIN", name);
+          e.fields = {{"name", name}, {"answer", "NXDOMAIN"}, {"reason", "not_in_registry"}};
+          inputs_.events->append(std::move(e));
+        }
         auto r = buildNxDomain(query);
         co_return r ? std::optional(std::move(*r)) : std::nullopt;
       }

@@ -23,6 +23,7 @@ class Resolver;
 class TunnelPool;
 class SocketRegistry;
 class ConnectionBudget;
+class EventJournal;
 
 struct ProxyOptions {
   uint16_t outboundPort = 15001;
@@ -101,6 +102,9 @@ struct ProxyInputs {
   // The node-wide connection limit shared by all pods (node_connection_limit); null: none (the
   // agent always sets one).
   ConnectionBudget* budget = nullptr;
+  // Where connections, refused DNS names and QUIC attempts are recorded for `tollgatectl log`
+  // and `learn`; null: nowhere.
+  EventJournal* events = nullptr;
 };
 
 // The pod a listener serves, as enrolled. Labels and service account here are the fallback when

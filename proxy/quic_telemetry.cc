@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "common/log.h"
+#include "proxy/event_journal.h"
 #include "proxy/quic_initial.h"
 #include "proxy/socket_registry.h"
 #include "proxy/udp_receive.h"
@@ -161,6 +162,15 @@ void QuicTelemetry::seen(std::span<const uint8_t> datagram, const Endpoint& from
   }
   events_++;
   log::warn(kLog, "{}", event);
+  if (inputs_.events) {
+    Event e;
+    e.kind = "quic";
+    e.ns = pod_.ns;
+    e.pod = pod_.name;
+    e.text = fmt::format("tried QUIC to {} sni={}: refused (udp/443 ends at the telemetry socket)", dstText, sni);
+    e.fields = {{"dst", dstText}, {"sni", sni}, {"decision", "deny"}, {"reason", "quic"}};
+    inputs_.events->append(std::move(e));
+  }
 }
 
 }  // namespace tollgate::proxy

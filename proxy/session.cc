@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "common/log.h"
+#include "proxy/event_journal.h"
 #include "proxy/http1_sniffer.h"
 #include "proxy/metrics.h"
 #include "proxy/outbound_listener.h"
@@ -235,6 +236,7 @@ void Session::finish() {
   in.metrics.countConnection(record_.decision, record_.reason.empty() ? "-" : record_.reason);
   in.metrics.active--;
   in.accessLog.write(record_);
+  if (in.events) in.events->append(connectionEvent(record_));
   listener_->sessionEnded(this);
 }
 
@@ -1045,7 +1047,9 @@ awaitable<void> Session::sendHttpError(int status, std::string_view reasonPhrase
     // Read what the client is still sending (a body) so that closing does not turn into an RST
     // that could destroy the response before the client reads it.
     std::array<char, 4096> sink;
-    for (size_t total = 0; total < 256 * 1024;) {
+    // Checked before each read: a deadline that fired while a completion was queued cancelled
+    // nothing, and the next read would wait with none.
+    for (size_t total = 0; total < 256 * 1024 && !deadlineFired_;) {
       size_t n = co_await client_.async_read_some(asio::buffer(sink),
                                                   asio::redirect_error(use_awaitable, ec));
       if (ec) break;

@@ -144,6 +144,128 @@ TEST_F(AdminTest, ConnsListsALiveConnection) {
   EXPECT_EQ(ctl({"conns", "--count", "2"}).rc, 2);  // --count without --watch
 }
 
+class AdminLogTest : public AdminTest {
+ protected:
+  void SetUp() override {
+    AdminTest::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
+    // The pod's interface to the node and a route out, so that a connect reaches the redirect
+    // and the proxy's answer comes back (nothing leaves: the node netns has no way further).
+    std::string p = fmt::format("tgadm{}p", r_), n = fmt::format("tgadm{}n", r_);
+    ASSERT_EQ(sh(fmt::format("ip link add {} netns {} type veth peer name {} netns {}", p, pod_, n, node_)), 0);
+    ASSERT_EQ(sh(fmt::format("ip -n {} addr add 10.250.{}.1/30 dev {}", pod_, r_, p)), 0);
+    ASSERT_EQ(sh(fmt::format("ip -n {} addr add 10.250.{}.2/30 dev {}", node_, r_, n)), 0);
+    ASSERT_EQ(sh(fmt::format("ip -n {} link set {} up", pod_, p)), 0);
+    ASSERT_EQ(sh(fmt::format("ip -n {} link set {} up", node_, n)), 0);
+    ASSERT_EQ(sh(fmt::format("ip -n {} route add 198.51.100.0/24 via 10.250.{}.2", pod_, r_)), 0);
+    auto ns = Netns::open(netnsPath(pod_));
+    ASSERT_TRUE(ns);
+    podNs_.emplace(std::move(*ns));
+  }
+
+  // A request from the pod to a host outside the registry: the proxy answers 403 and the
+  // connection ends, which records it in the journal. Returns the proxy's status line.
+  static std::string deniedRequest(const Netns& podNs, const std::string& host) {
+    auto fd = connectIn(podNs, "198.51.100.7", 80);
+    if (!fd) return "connect: " + fd.error().str();
+    std::string req = "GET / HTTP/1.1\r\nHost: " + host + "\r\nConnection: close\r\n\r\n";
+    if (::send(*fd, req.data(), req.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(req.size())) {
+      ::close(*fd);
+      return "send failed";
+    }
+    std::string resp;
+    char buf[1024];
+    for (ssize_t n; (n = ::recv(*fd, buf, sizeof buf, 0)) > 0;) resp.append(buf, static_cast<size_t>(n));
+    ::close(*fd);
+    return resp.substr(0, resp.find("\r\n"));
+  }
+
+  std::optional<Netns> podNs_;
+};
+
+TEST_F(AdminLogTest, LogShowsADeniedConnectionAndFollowsTheNextOne) {
+  EXPECT_EQ(deniedRequest(*podNs_, "first.example"), "HTTP/1.1 403 Forbidden");
+  // The session records the connection as it ends, on the proxy's thread: ask until it is there.
+  admin::LogEvent seen;
+  for (int i = 0; i < 500 && seen.kind().empty(); ++i) {
+    CtlRun r = ctl({"log", "default/client", "-o", "json"});
+    ASSERT_EQ(r.rc, 0) << r.err;
+    std::istringstream lines(r.out);
+    for (std::string line; std::getline(lines, line);) {
+      admin::LogEvent e;
+      ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(line, &e).ok()) << line;
+      if (e.fields().contains("name") && e.fields().at("name") == "first.example") seen = e;
+    }
+    if (seen.kind().empty()) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_EQ(seen.kind(), "conn");
+  EXPECT_EQ(seen.namespace_(), "default");
+  EXPECT_EQ(seen.pod(), "client");
+  EXPECT_EQ(seen.fields().at("dst"), "198.51.100.7:80");
+  EXPECT_EQ(seen.fields().at("decision"), "deny");
+  EXPECT_EQ(seen.fields().at("reason"), "not_in_registry");
+  EXPECT_GT(seen.seq(), 0u);
+  CtlRun table = ctl({"log"});
+  ASSERT_EQ(table.rc, 0) << table.err;
+  EXPECT_NE(table.out.find(" conn  default/client \"198.51.100.7:80\" \"first.example\" http deny not_in_registry"),
+            std::string::npos)
+      << table.out;
+  EXPECT_EQ(ctl({"log", "default/other"}).out, "");  // another pod's filter: nothing
+
+  // -f with no history prints only what happens next, and --count ends it.
+  CtlRun follow;
+  std::thread follower([&] { follow = ctl({"log", "default/client", "-f", "--tail", "0", "--count", "1"}); });
+  // The follower may ask for the first time after this request: it starts from the newest
+  // event, so it needs one that happens after it started. Send until it has one.
+  std::atomic<bool> done{false};
+  std::thread sender([&] {
+    for (int i = 0; i < 3000 && !done; ++i) {
+      deniedRequest(*podNs_, "next.example");
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  });
+  follower.join();
+  done = true;
+  sender.join();
+  ASSERT_EQ(follow.rc, 0) << follow.err;
+  EXPECT_NE(follow.out.find("\"next.example\" http deny not_in_registry"), std::string::npos) << follow.out;
+  EXPECT_EQ(follow.out.find("first.example"), std::string::npos) << "--tail 0 printed history: " << follow.out;
+  EXPECT_EQ(std::count(follow.out.begin(), follow.out.end(), '\n'), 1) << follow.out;
+
+  EXPECT_EQ(ctl({"log", "--kind", "bogus"}).rc, 2);
+  EXPECT_EQ(ctl({"log", "--tail", "x"}).rc, 2);
+  EXPECT_EQ(ctl({"log", "a", "b"}).rc, 2);
+}
+
+TEST_F(AdminLogTest, LearnTurnsTheJournalIntoServiceEntries) {
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(deniedRequest(*podNs_, "api.example.com"), "HTTP/1.1 403 Forbidden");
+  // Wait until the three are recorded (a hang bound only).
+  for (int i = 0; i < 500; ++i) {
+    CtlRun r = ctl({"log", "--kind", "conn"});
+    if (std::count(r.out.begin(), r.out.end(), '\n') >= 3) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  CtlRun r = ctl({"learn", "--history", "--duration", "0s"});
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.out.find("# api.example.com: 3 connection(s) from default/default (3)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("- api.example.com"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("{number: 80, name: http-80, protocol: HTTP}"), std::string::npos) << r.out;
+  // The learned entry, next to the node's config, validates and allows what was denied (decided
+  // offline: applied, the proxy would dial the real api.example.com, and tests never leave the node).
+  writeConfig(r.out, "learned.yaml");
+  std::string dir = (dir_ / "config").string();
+  std::ostringstream out, err;
+  EXPECT_EQ(cli::runCli({"config", "validate", dir}, out, err), 0) << out.str() << err.str();
+  std::ostringstream out2, err2;
+  EXPECT_EQ(cli::runCli({"check", "--config-dir", dir, "--from", "default/client", "198.51.100.7:80", "--host",
+                         "api.example.com"},
+                        out2, err2),
+            0)
+      << out2.str() << err2.str();
+  EXPECT_EQ(ctl({"learn", "--duration", "5x"}).rc, 2);
+  EXPECT_EQ(ctl({"learn", "extra"}).rc, 2);
+}
+
 TEST_F(AdminTest, ErrorsAreOneLineAndExitTwo) {
   CtlRun unknown = ctl({"rules", "default/nobody"});
   EXPECT_EQ(unknown.rc, 2);

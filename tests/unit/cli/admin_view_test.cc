@@ -155,5 +155,22 @@ TEST(AdminView, Durations) {
   EXPECT_EQ(formatUnixTime(0), "-");
 }
 
+TEST(AdminView, EventLine) {
+  admin::LogEvent e;
+  e.set_unix_ms(kNow * 1000 + 42);
+  e.set_kind("conn");
+  e.set_namespace_("default");
+  e.set_pod("client");
+  e.set_text("\"198.18.0.13:80\" \"blocked.test\" http deny not_in_registry - \"-\" 0 0 3ms");
+  EXPECT_EQ(renderEvent(e),
+            "2027-01-15T08:00:00.042Z conn  default/client \"198.18.0.13:80\" \"blocked.test\" http deny "
+            "not_in_registry - \"-\" 0 0 3ms\n");
+  admin::LogEvent node;
+  node.set_unix_ms(kNow * 1000);
+  node.set_kind("drift");
+  node.set_text("x");
+  EXPECT_EQ(renderEvent(node), "2027-01-15T08:00:00.000Z drift node x\n");
+}
+
 }  // namespace
 }  // namespace tollgate::cli
