@@ -30,7 +30,10 @@ generation() { ctl status -o json 2>/dev/null | python3 -c 'import json,sys; pri
 reloaded_after() { local g; g=$(generation); [[ -n $g && $g -gt $1 ]]; }
 
 # --- log -f: follows from the newest event, so requests are sent until it has printed one.
-ctl log default/client -f --tail 0 --kind conn --count 1 -o json >"$tmp/log.json" 2>"$tmp/log.err" &
+# The binary itself in the background, not the ctl function: $! must be tollgatectl's pid (a
+# subshell would take the signals).
+"$LAB_TOLLGATECTL" log default/client -f --tail 0 --kind conn --count 1 -o json \
+  --run-dir "$LAB_AGENT_RUN_DIR" >"$tmp/log.json" 2>"$tmp/log.err" &
 follower=$!
 sent_at=0
 printed() {
@@ -66,7 +69,8 @@ fi
 g=$(generation)
 sed -i 's/mode: REGISTRY_ONLY/mode: ALLOW_ANY/' "$mesh"
 wait_until reloaded_after "$g" || fail "the agent did not load ALLOW_ANY"
-ctl learn -n default --duration 10m >"$tmp/learned.yaml" 2>"$tmp/learn.err" &
+"$LAB_TOLLGATECTL" learn -n default --duration 10m --run-dir "$LAB_AGENT_RUN_DIR" \
+  >"$tmp/learned.yaml" 2>"$tmp/learn.err" &
 learner=$!
 learning() { grep -q '^learning from' "$tmp/learn.err"; }
 wait_until learning || fail "learn did not start: $(cat "$tmp/learn.err")"
@@ -85,6 +89,7 @@ wait "$learner"
 rc=$?
 learner=
 [[ $rc == 0 ]] || fail "learn exited $rc: $(cat "$tmp/learn.err")"
+grep -q '^interrupted after' "$tmp/learn.err" || fail "learn did not end on SIGINT: $(cat "$tmp/learn.err")"
 cp -f "$tmp/mesh.orig" "$mesh"
 observe "learn: $(grep -c '^kind: ServiceEntry' "$tmp/learned.yaml") ServiceEntry(s); $(grep -m1 '^# blocked.test' "$tmp/learned.yaml")"
 grep -q '^    - blocked.test$' "$tmp/learned.yaml" || fail "no entry for blocked.test: $(cat "$tmp/learned.yaml")"
