@@ -29,11 +29,11 @@ constexpr std::string_view kUsage =
     "counts what the agent's journal holds from before. Progress goes to stderr.\n\n";
 
 constexpr auto kPoll = std::chrono::milliseconds(500);
+constexpr auto kProgressEvery = std::chrono::seconds(10);
 
 // Ctrl-C (or SIGTERM) ends the window early: what was learned so far is still printed.
 std::atomic<bool> g_interrupted{false};
 void onInterrupt(int) { g_interrupted = true; }
-constexpr auto kProgressEvery = std::chrono::seconds(10);
 
 // "10m", "90s", "1h30m", "0s" -> seconds.
 Result<int64_t> parseDuration(const std::string& text) {
@@ -116,8 +116,9 @@ int learnCommand(const std::vector<std::string>& argv, std::ostream& out, std::o
   auto start = Clock::now();
   auto end = start + std::chrono::seconds(*seconds);
   auto nextProgress = start + kProgressEvery;
-  // The history may be longer than one page: read on until caught up, then until the end.
-  bool catchingUp = reply->next_seq() > 0 && reply->events_size() > 0;
+  // The history may be longer than one page (and a page filtered down to nothing still moves the
+  // cursor): read on until the cursor stops moving, then until the end.
+  bool catchingUp = args->has("history");
   while (catchingUp || (Clock::now() < end && !g_interrupted)) {
     if (!catchingUp) std::this_thread::sleep_for(std::min<Clock::duration>(kPoll, end - Clock::now()));
     lr->set_after(cursor);

@@ -1,5 +1,5 @@
 // tollgatectl log [NS/POD] [-f]: the agent's event journal (connections as they end, DNS names
-// refused, QUIC attempts, rule drift, limits), like `hubble observe`.
+// refused, QUIC attempts, rule drift), like `hubble observe`.
 #include <fmt/format.h>
 
 #include <chrono>

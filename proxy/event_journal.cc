@@ -6,16 +6,12 @@
 #include <chrono>
 #include <limits>
 
-#include "proxy/access_log.h"
-
 namespace tollgate::proxy {
+namespace {
 
-Event connectionEvent(const AccessRecord& r) {
-  Event e;
-  e.kind = "conn";
-  e.ns = r.podNs;
-  e.pod = r.podName;
-  // Stamped when appended: the event is the connection's end.
+// Text and fields of a connection event, made when it is read.
+void describeConnection(Event& e) {
+  const AccessRecord& r = *e.connection;
   auto dash = [](const std::string& s) { return s.empty() ? std::string("-") : s; };
   e.text = fmt::format("\"{}\" \"{}\" {} {} {} {} \"{}\" {} {} {}ms", dash(r.originalDst),
                        dash(r.name), dash(r.protocol), dash(r.decision), dash(r.reason),
@@ -34,6 +30,17 @@ Event connectionEvent(const AccessRecord& r) {
       {"duration_ms", std::to_string(r.durationMs)},
       {"name_addr_mismatch", r.nameAddrMismatch ? "true" : "false"},
   };
+  e.connection.reset();
+}
+
+}  // namespace
+
+Event connectionEvent(const AccessRecord& r) {
+  Event e;
+  e.kind = "conn";
+  e.ns = r.podNs;
+  e.pod = r.podName;
+  e.connection = r;  // stamped when appended: the event is the connection's end
   return e;
 }
 
@@ -51,6 +58,15 @@ void EventJournal::append(Event e) {
 
 EventJournal::Page EventJournal::read(uint64_t after, const std::string& ns,
                                       const std::string& pod, size_t max) const {
+  Page page = readLocked(after, ns, pod, max);
+  for (Event& e : page.events) {
+    if (e.connection) describeConnection(e);
+  }
+  return page;
+}
+
+EventJournal::Page EventJournal::readLocked(uint64_t after, const std::string& ns,
+                                            const std::string& pod, size_t max) const {
   Page page;
   std::lock_guard lock(mu_);
   uint64_t newest = nextSeq_ - 1;

@@ -4,12 +4,13 @@
 #include <deque>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
-namespace tollgate::proxy {
+#include "proxy/access_log.h"
 
-struct AccessRecord;
+namespace tollgate::proxy {
 
 // One thing that happened on the node that an operator follows with `tollgatectl log -f`: a
 // connection that ended (its access record), a DNS name refused, a QUIC attempt, rule drift.
@@ -21,10 +22,14 @@ struct Event {
   std::string pod;
   std::string text;      // the one-line human form
   std::map<std::string, std::string> fields;  // the structured form (-o json), by field name
+  // A connection's event keeps its access record as it is and gets text and fields when read:
+  // sessions append one per connection, readers are rare.
+  std::optional<AccessRecord> connection;
 };
 
-// The event of a connection's access record (fields: identity, dst, name, protocol, decision,
-// reason, decided_by, route, bytes_up, bytes_down, duration_ms, name_addr_mismatch).
+// The event of a connection's access record. Read back, its fields are identity, dst, name,
+// protocol, decision, reason, decided_by, route, bytes_up, bytes_down, duration_ms,
+// name_addr_mismatch.
 Event connectionEvent(const AccessRecord& r);
 
 // A bounded in-memory ring of the newest events, read by cursor: a reader asks for what came
@@ -49,6 +54,8 @@ class EventJournal {
   uint64_t newest() const;
 
  private:
+  Page readLocked(uint64_t after, const std::string& ns, const std::string& pod, size_t max) const;
+
   mutable std::mutex mu_;
   size_t capacity_;
   std::deque<Event> ring_;

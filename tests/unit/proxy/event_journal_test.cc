@@ -99,7 +99,12 @@ TEST(EventJournal, ConnectionEventCarriesTheAccessRecord) {
   r.protocol = "http";
   r.decision = "deny";
   r.reason = "not_in_registry";
-  Event e = connectionEvent(r);
+  EventJournal j;
+  j.append(connectionEvent(r));
+  auto page = j.read(0, "", "", 10);
+  ASSERT_EQ(page.events.size(), 1u);
+  const Event& e = page.events[0];
+  EXPECT_FALSE(e.connection);  // described on the way out
   EXPECT_EQ(e.kind, "conn");
   EXPECT_EQ(e.ns, "default");
   EXPECT_EQ(e.pod, "client");
