@@ -34,6 +34,29 @@ AdminServer::AdminServer(std::string socketPath, Handler handler)
       server_(std::move(socketPath), std::string(kLog), [this](int conn) { serve(conn); },
               kIoTimeoutSec) {}
 
+AdminServer::~AdminServer() { stop(); }
+
+void AdminServer::stop() {
+  server_.stop();
+  std::lock_guard lock(workerMu_);
+  if (worker_.joinable()) worker_.join();
+}
+
+void AdminServer::serveLong(int conn, admin::AdminRequest req) {
+  std::lock_guard lock(workerMu_);
+  if (workerBusy_) {
+    ::close(conn);
+    return;
+  }
+  if (worker_.joinable()) worker_.join();  // the previous one has finished
+  workerBusy_ = true;
+  worker_ = std::thread([this, conn, req = std::move(req)] {
+    reply(conn, handler_(req));
+    ::close(conn);
+    workerBusy_ = false;
+  });
+}
+
 void AdminServer::serve(int conn) {
   // The request is read before the peer is checked, so that a refused client gets its answer
   // (closing on unread bytes would reset the connection under it).
@@ -64,6 +87,20 @@ void AdminServer::serve(int conn) {
     return;
   }
   counters_.ok++;
+  if (req.request_case() == admin::AdminRequest::kVerify) {
+    if (workerBusy_) {
+      reply(conn, refusal("a verify is already running on this node: try again when it has "
+                          "finished"));
+      return;
+    }
+    int own = ::dup(conn);  // the server closes `conn` when serve() returns
+    if (own < 0) {
+      reply(conn, refusal("cannot start the verify: dup: out of file descriptors"));
+      return;
+    }
+    serveLong(own, std::move(req));
+    return;
+  }
   reply(conn, handler_(req));
 }
 

@@ -3,7 +3,9 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <mutex>
 #include <string>
+#include <thread>
 
 #include "agent/unix_server.h"
 #include "common/error.h"
@@ -26,9 +28,11 @@ class AdminServer {
   };
 
   AdminServer(std::string socketPath, Handler handler);
+  ~AdminServer();
 
   Status start(int listenFd = -1) { return server_.start(listenFd); }
-  void stop() { server_.stop(); }
+  // Stops serving and waits for a verify in progress.
+  void stop();
   bool up() const { return server_.up(); }
   const std::string& path() const { return server_.path(); }
   const Counters& counters() const { return counters_; }
@@ -37,9 +41,14 @@ class AdminServer {
 
  private:
   void serve(int conn);
+  // Runs `req` on the worker thread and answers on `conn` (owned) from there.
+  void serveLong(int conn, admin::AdminRequest req);
 
   Handler handler_;
   Counters counters_;
+  std::mutex workerMu_;
+  std::thread worker_;
+  std::atomic<bool> workerBusy_{false};
   UnixServer server_;  // last: its thread calls serve() until it is destroyed
 };
 

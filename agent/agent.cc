@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "agent/memory.h"
+#include "agent/pod_verifier.h"
 #include "agent/tunnel_identity.h"
 #include "common/fd_limit.h"
 #include "proxy/connection_budget.h"
@@ -127,7 +128,7 @@ void Agent::apply(const policy::Snapshot& snapshot) {
     return;
   }
   log::info(kLog, "host fence installed (interfaces {})", fmt::join(fp.podInterfaces, ","));
-  fence_ = std::make_unique<HostFence>(std::move(*fence));
+  fence_ = std::make_shared<const HostFence>(std::move(*fence));
 }
 
 Status Agent::startIdentity() {
@@ -370,6 +371,11 @@ admin::AdminReply Agent::handleAdmin(const admin::AdminRequest& req) {
       }
       break;
     }
+    case admin::AdminRequest::kVerify: {
+      auto v = verify(req.verify());
+      v.set_config_generation(r.config_generation());
+      return v;
+    }
     case admin::AdminRequest::kCerts:
       for (auto& c : certs()) *r.add_certs() = std::move(c);
       if (!svids_) {
@@ -382,6 +388,52 @@ admin::AdminReply Agent::handleAdmin(const admin::AdminRequest& req) {
       r.set_error("this agent does not implement that request yet");
       break;
   }
+  return r;
+}
+
+admin::AdminReply Agent::verify(const admin::VerifyRequest& req) {
+  admin::AdminReply r;
+  std::unique_lock running(verifyMu_, std::try_to_lock);
+  if (!running) {
+    r.set_error("a verify is already running on this node: try again when it has finished");
+    return r;
+  }
+  auto subject = pods_->verifySubject(req.namespace_(), req.name());
+  if (!subject) {
+    r.set_error(subject.error().str());
+    return r;
+  }
+  PodVerifier::Inputs in;
+  in.ns = req.namespace_();
+  in.name = req.name();
+  in.pod = subject->netns;
+  in.redirect = subject->redirect;
+  std::shared_ptr<const HostFence> fence;
+  {
+    std::lock_guard lock(fenceMu_);
+    fence = fence_;
+  }
+  in.fence = fence.get();
+  in.node = nodeNetns_ ? &*nodeNetns_ : nullptr;
+  in.journal = &events_;
+  if (!req.target4().empty()) in.plan.target4 = req.target4();
+  if (!req.target6().empty()) in.plan.target6 = req.target6();
+  auto t4 = policy::IpAddress::parse(in.plan.target4);
+  auto t6 = policy::IpAddress::parse(in.plan.target6);
+  if (!t4 || !t4->isV4() || !t6 || t6->isV4()) {
+    r.set_error(fmt::format("targets {} / {}: expected an IPv4 and an IPv6 address",
+                            in.plan.target4, in.plan.target6));
+    return r;
+  }
+  if (subject->redirect) {
+    in.plan.mark = subject->redirect->params().mark;
+    in.plan.proxyPort = subject->redirect->params().proxyPort;
+  }
+  if (req.pod_uid() != 0) in.podUid = req.pod_uid();
+  log::info(kLog, "verify {}/{}: probing {} and {} as uid {}, 1337 and root", in.ns, in.name,
+            in.plan.target4, in.plan.target6, in.podUid);
+  for (auto& c : PodVerifier(std::move(in)).run()) *r.add_checks() = std::move(c);
+  r.set_ok(true);
   return r;
 }
 

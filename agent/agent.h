@@ -93,6 +93,8 @@ class Agent {
   admin::AdminReply handleAdmin(const admin::AdminRequest& req);
   admin::AgentStatus status() const;
   std::vector<admin::CertInfo> certs() const;
+  // tollgatectl verify: every check and bypass vector for one pod (agent/pod_verifier.h).
+  admin::AdminReply verify(const admin::VerifyRequest& req);
   // --max-connections-per-node, lowered to what the open files limit can hold.
   size_t nodeConnectionLimit() const;
   // The serving side's hooks (agent/handoff.h).
@@ -128,7 +130,8 @@ class Agent {
   std::optional<Netns> nodeNetns_;
   std::mutex reloadMu_;
   std::mutex fenceMu_;
-  std::unique_ptr<HostFence> fence_;  // as installed
+  std::shared_ptr<const HostFence> fence_;  // as installed; a verify holds its copy
+  std::mutex verifyMu_;                      // one tollgatectl verify at a time
   std::shared_ptr<const identity::CertificateAuthority> ca_;
   std::unique_ptr<identity::SvidManager> svids_;
   std::unique_ptr<proxy::TunnelPool> tunnels_;

@@ -698,6 +698,17 @@ Result<std::vector<admin::ConnInfo>> PodManager::connections(std::string_view ns
   return out;
 }
 
+Result<PodManager::VerifySubject> PodManager::verifySubject(std::string_view ns,
+                                                           std::string_view name) const {
+  std::lock_guard lock(mu_);
+  for (const auto& [key, pod] : pods_) {
+    if (pod->request.pod().namespace_() == ns && pod->request.pod().name() == name) {
+      return VerifySubject{pod->netns, redirect_};
+    }
+  }
+  return fail(fmt::format("pod {}/{} is not enrolled on this node", ns, name));
+}
+
 Result<PodManager::RulesView> PodManager::rulesOf(std::string_view ns, std::string_view name) const {
   std::shared_ptr<Netns> netns;
   std::shared_ptr<const NftRedirect> redirect;

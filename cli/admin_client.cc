@@ -12,9 +12,10 @@
 
 namespace tollgate::cli {
 
-Result<admin::AdminReply> askAgent(const std::string& runDir, const admin::AdminRequest& req) {
+Result<admin::AdminReply> askAgent(const std::string& runDir, const admin::AdminRequest& req,
+                                   int timeoutMs) {
   std::string path = runDir + "/admin.sock";
-  auto sock = connectUnix(path, 10000);
+  auto sock = connectUnix(path, timeoutMs);
   if (!sock) {
     int code = sock.error().code;
     if (code == ENOENT || code == ECONNREFUSED) {

@@ -22,7 +22,9 @@ inline const OptionSpec kOutputOption = {"output", 'o', true, "FORMAT", "table (
 
 // One request, one reply. The error is the line the user needs: agent not running, permission
 // denied, no answer, or the agent's own refusal (unknown pod...).
-Result<admin::AdminReply> askAgent(const std::string& runDir, const admin::AdminRequest& req);
+// `timeoutMs` bounds each read and write (a hang bound: verify probes for tens of seconds).
+Result<admin::AdminReply> askAgent(const std::string& runDir, const admin::AdminRequest& req,
+                                   int timeoutMs = 10000);
 
 struct CommonOptions {
   std::string runDir;

@@ -1,6 +1,7 @@
 #include "cli/admin_view.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <ctime>
@@ -150,6 +151,31 @@ std::string renderRules(const admin::AdminReply& r) {
   }
   out += r.text().empty() ? std::string("# nothing installed in the pod netns\n") : r.text();
   if (!out.ends_with("\n")) out += "\n";
+  return out;
+}
+
+std::string renderVerify(const admin::AdminReply& r, const std::string& podRef) {
+  std::vector<std::vector<std::string>> rows = {{"", "VECTOR", "AS", "DESTINATION", "OUTCOME"}};
+  size_t failed = 0;
+  for (const auto& c : r.checks()) {
+    if (!c.passed()) failed++;
+    rows.push_back({c.passed() ? "PASS" : "FAIL", c.vector(), c.user().empty() ? "-" : c.user(),
+                    c.destination().empty() ? "-" : c.destination(), c.outcome()});
+  }
+  std::string out = table(rows);
+  if (failed == 0) {
+    out += fmt::format("{}: no way around the node found ({} checks passed)\n", podRef,
+                       r.checks_size());
+  } else {
+    std::vector<std::string> names;
+    for (const auto& c : r.checks()) {
+      if (c.passed()) continue;
+      std::string n = c.vector() + (c.user().empty() ? "" : " as " + c.user());
+      if (std::find(names.begin(), names.end(), n) == names.end()) names.push_back(n);
+    }
+    out += fmt::format("{}: {} of {} checks FAILED: {}\n", podRef, failed, r.checks_size(),
+                       fmt::join(names, ", "));
+  }
   return out;
 }
 

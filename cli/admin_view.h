@@ -15,6 +15,8 @@ std::string renderPods(const admin::AdminReply& r);
 std::string renderRules(const admin::AdminReply& r);
 std::string renderCerts(const admin::AdminReply& r, int64_t nowUnix);
 std::string renderConns(const admin::AdminReply& r);
+// tollgatectl verify: one line per check and vector, then the verdict.
+std::string renderVerify(const admin::AdminReply& r, const std::string& podRef);
 // One line of `tollgatectl log`: "2026-12-06T19:14:46.123Z conn  default/client <text>".
 std::string renderEvent(const admin::LogEvent& e);
 // 1536 -> "1.5K", 3 * 2^20 -> "3.0M"

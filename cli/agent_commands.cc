@@ -185,4 +185,60 @@ int connsCommand(const std::vector<std::string>& argv, std::ostream& out, std::o
       });
 }
 
+int verifyCommand(const std::vector<std::string>& argv, std::ostream& out, std::ostream& err) {
+  std::vector<OptionSpec> specs = {
+      {"target", 0, true, "IPV4", "where probes go (default 192.0.2.1): outside the cluster, "
+                                  "in no registry, routed off-node by the node"},
+      {"target6", 0, true, "IPV6", "the same for IPv6 (default 2001:db8::1)"},
+      {"uid", 0, true, "UID", "the uid the pod's processes run as (default 65534)"},
+      kRunDirOption,
+      kOutputOption};
+  constexpr std::string_view kUsage =
+      "Usage: tollgatectl verify NAMESPACE/POD [--target IPV4] [--target6 IPV6] [--uid UID]\n"
+      "                          [--run-dir DIR] [-o table|json|yaml]\n"
+      "Runs every known way around the node from inside the pod's netns (as the pod's uid, as\n"
+      "uid 1337, as root without and with NET_ADMIN/NET_RAW) and checks with the agent's\n"
+      "counters and the host fence that each was refused. Exit 0: none got through; 1: at\n"
+      "least one did (or a defence is missing); 2: usage, agent or pod errors.\n";
+  auto args = parseArgs(argv, specs);
+  if (!args) return failUsage(err, "verify", args.error().str());
+  if (args->help) {
+    out << kUsage << formatOptions(specs);
+    return kExitOk;
+  }
+  auto c = commonOptions(*args);
+  if (!c) return failUsage(err, "verify", c.error().str());
+  if (args->positional.size() != 1) {
+    return failUsage(err, "verify", "exactly one NAMESPACE/POD expected");
+  }
+  auto ref = parsePodRef(args->positional[0]);
+  if (!ref) return failUsage(err, "verify", ref.error().str());
+  admin::AdminRequest req;
+  auto* v = req.mutable_verify();
+  v->set_namespace_(ref->first);
+  v->set_name(ref->second);
+  v->set_target4(args->get("target").value_or(""));
+  v->set_target6(args->get("target6").value_or(""));
+  if (auto uid = args->get("uid")) {
+    auto n = parseCount(*uid, "--uid", /*allowZero=*/false);
+    if (!n || *n >= UINT32_MAX) {
+      return failUsage(err, "verify", fmt::format("--uid \"{}\": expected a uid above 0", *uid));
+    }
+    v->set_pod_uid(static_cast<uint32_t>(*n));
+  }
+  // Probes that nothing refuses wait a second each for the agent's records: minutes at worst.
+  auto reply = askAgent(c->runDir, req, 300'000);
+  if (!reply) return failUsage(err, "verify", reply.error().str());
+  admin::AdminReply part;
+  *part.mutable_checks() = reply->checks();
+  int rc = emit(*reply, part, *c, "verify", out, err, [&](const admin::AdminReply& x) {
+    return renderVerify(x, args->positional[0]);
+  });
+  if (rc != kExitOk) return rc;
+  for (const auto& check : reply->checks()) {
+    if (!check.passed()) return kExitDenied;
+  }
+  return reply->checks_size() == 0 ? kExitDenied : kExitOk;
+}
+
 }  // namespace tollgate::cli

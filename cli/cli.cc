@@ -27,10 +27,12 @@ constexpr std::string_view kUsage =
     "  log [NS/POD]     the node's events: connections as they end, DNS names refused, QUIC\n"
     "                   attempts, drift (-f: follow)\n"
     "  learn [-n NS]    watch what pods try for --duration and print ServiceEntries to review\n"
+    "  verify NS/POD    try every known way around the node from inside the pod and check\n"
+    "                   that each was refused (exit 1 on a leak)\n"
     "  (each takes --run-dir DIR, default /run/tollgate, and -o table|json|yaml)\n"
     "\n"
     "Run 'tollgatectl <command> --help' for a command's options.\n"
-    "Exit codes: 0 ok/allowed, 1 denied/invalid, 2 usage or input error, agent not running,\n"
+    "Exit codes: 0 ok/allowed, 1 denied/invalid/leak found, 2 usage or input error, agent not running,\n"
     "permission denied, unknown pod.\n";
 
 }  // namespace
@@ -55,6 +57,7 @@ int runCli(const std::vector<std::string>& args, std::ostream& out, std::ostream
   if (cmd == "conns") return connsCommand(rest, out, err);
   if (cmd == "log") return logCommand(rest, out, err);
   if (cmd == "learn") return learnCommand(rest, out, err);
+  if (cmd == "verify") return verifyCommand(rest, out, err);
   err << "tollgatectl: unknown command \"" << cmd << "\"\n\n" << kUsage;
   return kExitUsage;
 }

@@ -36,6 +36,9 @@ int connsCommand(const std::vector<std::string>& args, std::ostream& out, std::o
 int logCommand(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
 // tollgatectl learn [-n NS] [--duration D] [--history] [--out FILE]: ServiceEntries for what
 // the pods tried (cli/learner.h).
+// tollgatectl verify NS/POD [--target IP] [--target6 IP] [--uid UID]: every bypass vector from
+// inside the pod; exit 1 when one got through or a defence is missing.
+int verifyCommand(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
 int learnCommand(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
 
 }  // namespace tollgate::cli

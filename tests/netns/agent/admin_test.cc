@@ -266,6 +266,141 @@ TEST_F(AdminLogTest, LearnTurnsTheJournalIntoServiceEntries) {
   EXPECT_EQ(ctl({"learn", "extra"}).rc, 2);
 }
 
+// tollgatectl verify against a pod wired like a real one: a veth to the node (named like the
+// fence's pod interfaces) and a default route; the node forwards the probe target towards a
+// third netns, "net", whose witness counter sees every packet that got past the node.
+class AdminVerifyTest : public AdminTest {
+ protected:
+  void SetUp() override {
+    AdminTest::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
+    net_ = fmt::format("tgadm-{}-net", r_);
+    sh("ip netns del " + net_);
+    ASSERT_EQ(sh("ip netns add " + net_), 0);
+    std::string p = fmt::format("tgadm{}p", r_), n = fmt::format("tgadmpod{}", r_);
+    std::string up = fmt::format("tgadm{}u", r_), down = fmt::format("tgadm{}d", r_);
+    for (const std::string& cmd : {
+             fmt::format("ip link add {} netns {} type veth peer name {} netns {}", p, pod_, n, node_),
+             fmt::format("ip -n {} addr add 10.251.{}.2/24 dev {}", pod_, r_, p),
+             fmt::format("ip -n {} addr add 10.251.{}.1/24 dev {}", node_, r_, n),
+             fmt::format("ip -n {} link set {} up", pod_, p),
+             fmt::format("ip -n {} link set {} up", node_, n),
+             fmt::format("ip -n {} route add default via 10.251.{}.1", pod_, r_),
+             fmt::format("ip link add {} netns {} type veth peer name {} netns {}", up, node_, down, net_),
+             fmt::format("ip -n {} addr add 10.252.{}.1/30 dev {}", node_, r_, up),
+             fmt::format("ip -n {} addr add 10.252.{}.2/30 dev {}", net_, r_, down),
+             fmt::format("ip -n {} link set {} up", node_, up),
+             fmt::format("ip -n {} link set {} up", net_, down),
+             fmt::format("ip -n {} route add 198.51.100.0/24 via 10.252.{}.2", node_, r_),
+             fmt::format("ip netns exec {} sysctl -qw net.ipv4.ip_forward=1", node_),
+             fmt::format("ip netns exec {} sysctl -qw net.ipv4.ping_group_range='0 2147483647'", pod_),
+             fmt::format("ip netns exec {} nft 'add table inet witness; add counter inet witness "
+                         "got; add chain inet witness pre {{ type filter hook prerouting priority "
+                         "-300; }}; add rule inet witness pre iifname \"{}\" ip daddr "
+                         "198.51.100.250 counter name \"got\"'",
+                         net_, down),
+         }) {
+      ASSERT_EQ(sh(cmd), 0) << cmd;
+    }
+  }
+
+  void TearDown() override {
+    AdminTest::TearDown();
+    if (!net_.empty()) sh("ip netns del " + net_);
+  }
+
+  // Packets that reached "net" from the node: what got past both defences.
+  uint64_t witness() const {
+    std::string cmd = fmt::format("ip netns exec {} nft list counter inet witness got", net_);
+    std::string out;
+    if (FILE* f = ::popen(cmd.c_str(), "r")) {
+      char buf[256];
+      while (std::fgets(buf, sizeof buf, f)) out += buf;
+      ::pclose(f);
+    }
+    auto at = out.find("packets ");
+    return at == std::string::npos ? UINT64_MAX : std::stoull(out.substr(at + 8));
+  }
+
+  admin::AdminReply verifyJson(int expectRc) {
+    CtlRun r = ctl({"verify", "default/client", "--target", "198.51.100.250", "--target6",
+                    "2001:db8::250", "-o", "json"});
+    EXPECT_EQ(r.rc, expectRc) << r.out << r.err;
+    admin::AdminReply reply;
+    EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(r.out, &reply).ok()) << r.out;
+    return reply;
+  }
+
+  static const admin::VerifyCheck* find(const admin::AdminReply& r, const std::string& vector,
+                                        const std::string& user) {
+    for (const auto& c : r.checks()) {
+      if (c.vector() == vector && c.user() == user) return &c;
+    }
+    return nullptr;
+  }
+
+  std::string net_;
+};
+
+TEST_F(AdminVerifyTest, PassesOnAHealthyPodAndNamesTheVectorsWhenBothDefencesAreGone) {
+  ASSERT_EQ(witness(), 0u);
+  admin::AdminReply healthy = verifyJson(0);
+  ASSERT_GE(healthy.checks_size(), 20);
+  for (const auto& c : healthy.checks()) {
+    EXPECT_TRUE(c.passed()) << c.vector() << " as " << c.user() << ": " << c.outcome();
+  }
+  // Each defence did its part, as its own records show.
+  auto outcome = [&](const admin::AdminReply& r, const char* v, const char* u) {
+    const admin::VerifyCheck* c = find(r, v, u);
+    return c ? c->outcome() : std::string("(missing)");
+  };
+  EXPECT_EQ(outcome(healthy, "tcp", "uid-1337"), "redirected to the proxy (deny client_closed)");
+  EXPECT_EQ(outcome(healthy, "udp", "pod-uid"), "dropped by the pod's rules (drop_udp +1)");
+  EXPECT_EQ(outcome(healthy, "raw", "root+net_admin"), "dropped by the pod's rules (drop_other +1)");
+  EXPECT_TRUE(outcome(healthy, "so-mark", "root+net_admin").starts_with("dropped by the host fence (fence_drop +"))
+      << outcome(healthy, "so-mark", "root+net_admin");
+  EXPECT_EQ(outcome(healthy, "so-mark", "pod-uid"),
+            "refused by the kernel: SO_MARK: Operation not permitted (this user lacks the capability)");
+  EXPECT_EQ(outcome(healthy, "proxy-port", "pod-uid"), "refused by the proxy itself (deny loop)");
+  EXPECT_EQ(outcome(healthy, "dot", "pod-uid"), "dropped by the pod's rules (drop_dot +1)");
+  EXPECT_EQ(witness(), 0u) << "a probe got past the node on a healthy pod";
+  // The table gets a golden line per vector and the verdict.
+  CtlRun table = ctl({"verify", "default/client", "--target", "198.51.100.250"});
+  EXPECT_EQ(table.rc, 0) << table.out << table.err;
+  EXPECT_NE(table.out.find("default/client: no way around the node found"), std::string::npos) << table.out;
+
+  // Both defences broken behind the agent's back (no reconciler in this suite).
+  ASSERT_EQ(sh("ip netns exec " + pod_ + " nft delete table inet tollgate"), 0);
+  ASSERT_EQ(sh("ip netns exec " + node_ + " nft delete table inet tollgate_fence"), 0);
+  admin::AdminReply broken = verifyJson(1);
+  EXPECT_FALSE(find(broken, "rules", "")->passed());
+  EXPECT_FALSE(find(broken, "fence", "")->passed());
+  for (auto [v, u] : {std::pair{"tcp", "pod-uid"}, {"udp", "pod-uid"}, {"icmp", "root+net_admin"},
+                      {"raw", "root+net_admin"}, {"so-mark", "root+net_admin"}, {"quic", "pod-uid"}}) {
+    const admin::VerifyCheck* c = find(broken, v, u);
+    ASSERT_NE(c, nullptr) << v;
+    EXPECT_FALSE(c->passed()) << v << " as " << u << ": " << c->outcome();
+    EXPECT_TRUE(c->outcome().starts_with("LEAK: ")) << c->outcome();
+  }
+  // What it called leaks really left: the witness beyond the node saw them.
+  EXPECT_GT(witness(), 0u);
+}
+
+TEST_F(AdminVerifyTest, RefusesBadInputAndUnknownPods) {
+  EXPECT_EQ(ctl({"verify"}).rc, 2);
+  CtlRun unknown = ctl({"verify", "default/nobody"});
+  EXPECT_EQ(unknown.rc, 2);
+  EXPECT_EQ(unknown.err, "tollgatectl verify: pod default/nobody is not enrolled on this node\n");
+  CtlRun bad = ctl({"verify", "default/client", "--target", "2001:db8::1"});
+  EXPECT_EQ(bad.rc, 2);
+  EXPECT_NE(bad.err.find("expected an IPv4 and an IPv6 address"), std::string::npos) << bad.err;
+  EXPECT_EQ(ctl({"verify", "default/client", "--uid", "root"}).rc, 2);
+  // No route on the node to the default target: the route check says what to do.
+  CtlRun noRoute = ctl({"verify", "default/client"});
+  EXPECT_EQ(noRoute.rc, 1);
+  EXPECT_NE(noRoute.out.find("the node has no route to 192.0.2.1"), std::string::npos) << noRoute.out;
+}
+
 TEST_F(AdminTest, ErrorsAreOneLineAndExitTwo) {
   CtlRun unknown = ctl({"rules", "default/nobody"});
   EXPECT_EQ(unknown.rc, 2);

@@ -147,6 +147,37 @@ TEST(AdminView, ConnsTable) {
   EXPECT_NE(renderConns(admin::AdminReply{}).find("(no open connections)"), std::string::npos);
 }
 
+TEST(AdminView, VerifyLinesAndVerdict) {
+  admin::AdminReply r;
+  auto add = [&](const char* vector, const char* user, const char* dst, bool passed,
+                 const char* outcome) {
+    auto* c = r.add_checks();
+    c->set_vector(vector);
+    c->set_user(user);
+    c->set_destination(dst);
+    c->set_passed(passed);
+    c->set_outcome(outcome);
+  };
+  add("rules", "", "", true, "as installed");
+  add("udp", "pod-uid", "192.0.2.1:33007", true, "dropped by the pod's rules (drop_udp +1)");
+  EXPECT_EQ(renderVerify(r, "default/client"),
+            "      VECTOR  AS       DESTINATION      OUTCOME\n"
+            "PASS  rules   -        -                as installed\n"
+            "PASS  udp     pod-uid  192.0.2.1:33007  dropped by the pod's rules (drop_udp +1)\n"
+            "default/client: no way around the node found (2 checks passed)\n");
+  add("fence", "", "", false, "DRIFT: table inet tollgate_fence missing");
+  add("so-mark", "root+net_admin", "192.0.2.1:33017", false, "LEAK: sent, no answer; ...");
+  add("so-mark", "root+net_admin", "192.0.2.1:33018", false, "LEAK: sent, no answer; ...");
+  std::string text = renderVerify(r, "default/client");
+  EXPECT_NE(text.find("FAIL  so-mark  root+net_admin  192.0.2.1:33017  LEAK: sent, no answer; ...\n"),
+            std::string::npos)
+      << text;
+  // Each failing vector is named once in the verdict.
+  EXPECT_TRUE(text.ends_with(
+      "default/client: 3 of 5 checks FAILED: fence, so-mark as root+net_admin\n"))
+      << text;
+}
+
 TEST(AdminView, Durations) {
   EXPECT_EQ(formatDuration(0), "0s");
   EXPECT_EQ(formatDuration(59), "59s");
