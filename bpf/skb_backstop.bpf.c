@@ -1,0 +1,144 @@
+// SPDX-License-Identifier: GPL-2.0
+/* The eBPF mode's fail-closed backstop, attached to each pod's cgroup (cgroup_skb/egress), with
+ * the sockops program that tells it which TCP sockets the pod opened itself.
+ *
+ * In eBPF mode the connect/sendmsg hooks send a pod's TCP, DNS and QUIC to the agent's sockets on
+ * the pod's loopback. What still leaves on another device is dropped and counted by class, unless
+ * it is the pod answering a connection made to it: a TCP socket the pod accepted (its SYN-ACK comes
+ * from a request socket; an accepted socket never went through BPF_SOCK_OPS_TCP_CONNECT_CB), or
+ * IPv6 neighbour discovery. Raw sockets, AF_INET packets of a socket that escaped the connect hook
+ * and TCP Fast Open SYNs of an active socket all meet the drop. (AF_PACKET frames never traverse
+ * the IP stack of the pod; the host fence is their line.) */
+#include "vmlinux.h"
+
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+
+#include "tollgate_abi.h"
+
+#define TG_ETH_P_IP 0x0800
+#define TG_ETH_P_IPV6 0x86DD
+#define TG_NEXTHDR_ICMPV6 58
+#define TG_LOOPBACK_IFINDEX 1 /* lo is always ifindex 1 in its netns */
+#define TG_SOCK_STREAM 1      /* SOCK_STREAM: a #define, so not in vmlinux.h */
+
+const volatile struct tg_config tg_cfg = {};
+
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, 16384);
+  __type(key, __u64); /* cgroup id */
+  __type(value, struct tg_counters);
+} tg_drops SEC(".maps");
+
+/* Sockets a pod opened actively (connect, TCP Fast Open), by socket cookie. */
+struct {
+  __uint(type, BPF_MAP_TYPE_LRU_HASH);
+  __uint(max_entries, 65536);
+  __type(key, __u64);
+  __type(value, __u8);
+} tg_active SEC(".maps");
+
+/* A TCP packet of a connection made TO the pod. */
+static __always_inline int tg_tcp_answer(struct __sk_buff *skb)
+{
+  struct bpf_sock *sk = skb->sk;
+  if (!sk)
+    return 0;
+  struct bpf_sock *full = bpf_sk_fullsock(sk);
+  if (!full)
+    return 1; /* a request socket: the SYN-ACK of a listener */
+  if (full->type != TG_SOCK_STREAM || full->protocol != IPPROTO_TCP)
+    return 0; /* a raw socket forging TCP */
+  __u64 cookie = bpf_get_socket_cookie(skb);
+  return bpf_map_lookup_elem(&tg_active, &cookie) == NULL;
+}
+
+/* 1: the packet may leave; 0: drop it, counted as *cls. */
+static __always_inline int tg_backstop(struct __sk_buff *skb, __u32 *cls)
+{
+  if (skb->ifindex == TG_LOOPBACK_IFINDEX)
+    return 1; /* stays in the pod: the redirected flows, the pod talking to itself */
+  if (skb->protocol == bpf_htons(TG_ETH_P_IP)) {
+    struct iphdr ip;
+    if (bpf_skb_load_bytes(skb, 0, &ip, sizeof(ip)) < 0) {
+      *cls = TG_DROP_OTHER;
+      return 0;
+    }
+    if ((ip.daddr & bpf_htonl(0xff000000)) == bpf_htonl(0x7f000000))
+      return 1;
+    switch (ip.protocol) {
+    case IPPROTO_TCP:
+      if (tg_tcp_answer(skb))
+        return 1;
+      *cls = TG_DROP_TCP;
+      return 0;
+    case IPPROTO_UDP:
+      *cls = TG_DROP_UDP;
+      return 0;
+    case IPPROTO_ICMP:
+      *cls = TG_DROP_ICMP;
+      return 0;
+    default:
+      *cls = TG_DROP_OTHER;
+      return 0;
+    }
+  }
+  if (skb->protocol == bpf_htons(TG_ETH_P_IPV6)) {
+    struct ipv6hdr ip6;
+    *cls = TG_DROP_IPV6;
+    if (bpf_skb_load_bytes(skb, 0, &ip6, sizeof(ip6)) < 0)
+      return 0;
+    __u32 *d = ip6.daddr.in6_u.u6_addr32;
+    if (d[0] == 0 && d[1] == 0 && d[2] == 0 && d[3] == bpf_htonl(1))
+      return 1; /* ::1 */
+    if (ip6.nexthdr == IPPROTO_TCP)
+      return tg_tcp_answer(skb);
+    if (ip6.nexthdr == TG_NEXTHDR_ICMPV6) {
+      __u8 type;
+      if (bpf_skb_load_bytes(skb, sizeof(ip6), &type, 1) < 0)
+        return 0;
+      /* Router/neighbour solicitation and advertisement (RFC 4861: hop limit 255, which
+       * receivers insist on, so they cannot be forwarded) and MLD reports (hop limit 1). */
+      if ((type == 133 || type == 135 || type == 136) && ip6.hop_limit == 255)
+        return 1;
+      if ((type == 131 || type == 143) && ip6.hop_limit == 1)
+        return 1;
+    }
+    return 0;
+  }
+  *cls = TG_DROP_OTHER;
+  return 0;
+}
+
+SEC("cgroup_skb/egress")
+int tg_skb_egress(struct __sk_buff *skb)
+{
+  __u32 cls = TG_DROP_OTHER;
+  if (tg_backstop(skb, &cls))
+    return 1;
+  if (cls >= TG_DROP_CLASSES)
+    cls = TG_DROP_OTHER;
+  __u64 id = bpf_skb_cgroup_id(skb);
+  struct tg_counters *c = bpf_map_lookup_elem(&tg_drops, &id);
+  if (!c) {
+    id = 0;
+    c = bpf_map_lookup_elem(&tg_drops, &id);
+  }
+  if (c)
+    __sync_fetch_and_add(&c->packets[cls], 1);
+  return 0;
+}
+
+SEC("sockops")
+int tg_sockops(struct bpf_sock_ops *ops)
+{
+  if (ops->op == BPF_SOCK_OPS_TCP_CONNECT_CB) {
+    __u64 cookie = bpf_get_socket_cookie(ops);
+    __u8 one = 1;
+    bpf_map_update_elem(&tg_active, &cookie, &one, BPF_ANY);
+  }
+  return 1;
+}
+
+char LICENSE[] SEC("license") = "GPL";

@@ -1,0 +1,139 @@
+#include "bpf/skb_backstop.h"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <sys/stat.h>
+
+#include <fmt/format.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <utility>
+
+// The skeleton names struct tg_config from the ABI header, included above.
+#include "skb_backstop.skel.h"
+
+namespace tollgate::bpf {
+namespace {
+
+// libbpf returns -errno (and sets errno) on failure.
+std::unexpected<Error> failBpf(const std::string& what, int rc) {
+  int err = rc < 0 ? -rc : errno;
+  return fail(fmt::format("bpf: {}: {}", what, std::strerror(err)), err);
+}
+
+}  // namespace
+
+Result<SkbBackstop> SkbBackstop::load(const tg_config& config) {
+  tg_skb_backstop* skel = tg_skb_backstop::open();
+  if (!skel) return failBpf("open skb_backstop", -errno);
+  skel->rodata->tg_cfg = config;
+  if (int rc = tg_skb_backstop::load(skel); rc != 0) {
+    tg_skb_backstop::destroy(skel);
+    return failBpf("load skb_backstop (verifier)", rc);
+  }
+  SkbBackstop b(skel);
+  if (auto st = b.track(0); !st) return std::unexpected(st.error());
+  return b;
+}
+
+SkbBackstop::SkbBackstop(SkbBackstop&& o) noexcept : skel_(std::exchange(o.skel_, nullptr)) {}
+
+SkbBackstop& SkbBackstop::operator=(SkbBackstop&& o) noexcept {
+  if (this != &o) {
+    if (skel_) tg_skb_backstop::destroy(skel_);
+    skel_ = std::exchange(o.skel_, nullptr);
+  }
+  return *this;
+}
+
+SkbBackstop::~SkbBackstop() {
+  if (skel_) tg_skb_backstop::destroy(skel_);
+}
+
+int SkbBackstop::egressFd() const { return bpf_program__fd(skel_->progs.tg_skb_egress); }
+int SkbBackstop::sockopsFd() const { return bpf_program__fd(skel_->progs.tg_sockops); }
+
+SkbBackstop::Attachment::Attachment(Attachment&& o) noexcept
+    : egress_(std::exchange(o.egress_, nullptr)), sockops_(std::exchange(o.sockops_, nullptr)) {}
+
+SkbBackstop::Attachment& SkbBackstop::Attachment::operator=(Attachment&& o) noexcept {
+  if (this != &o) {
+    this->~Attachment();
+    egress_ = std::exchange(o.egress_, nullptr);
+    sockops_ = std::exchange(o.sockops_, nullptr);
+  }
+  return *this;
+}
+
+SkbBackstop::Attachment::~Attachment() {
+  // The sockops link goes first: while it is gone and the egress program still runs, a new
+  // active socket is seen as an answer and passes; the other order would drop answers instead.
+  // Either way the window is the process exiting; pinned links (next step) have none.
+  if (sockops_) bpf_link__destroy(std::exchange(sockops_, nullptr));
+  if (egress_) bpf_link__destroy(std::exchange(egress_, nullptr));
+}
+
+Result<SkbBackstop::Attachment> SkbBackstop::attach(int cgroupFd,
+                                                    const std::string& description) const {
+  Attachment a;
+  // sockops first, so no socket the pod opens after the egress program is live goes unrecorded.
+  a.sockops_ = bpf_program__attach_cgroup(skel_->progs.tg_sockops, cgroupFd);
+  if (!a.sockops_) return failBpf("attach sockops to cgroup " + description, -errno);
+  a.egress_ = bpf_program__attach_cgroup(skel_->progs.tg_skb_egress, cgroupFd);
+  if (!a.egress_) return failBpf("attach cgroup_skb/egress to cgroup " + description, -errno);
+  return a;
+}
+
+Status SkbBackstop::track(uint64_t id) const {
+  tg_counters zero{};
+  int rc = bpf_map__update_elem(skel_->maps.tg_drops, &id, sizeof id, &zero, sizeof zero,
+                                BPF_NOEXIST);
+  if (rc != 0 && rc != -EEXIST) return failBpf(fmt::format("track cgroup {}", id), rc);
+  return {};
+}
+
+Status SkbBackstop::untrack(uint64_t id) const {
+  int rc = bpf_map__delete_elem(skel_->maps.tg_drops, &id, sizeof id, 0);
+  if (rc != 0 && rc != -ENOENT) return failBpf(fmt::format("untrack cgroup {}", id), rc);
+  return {};
+}
+
+Result<tg_counters> SkbBackstop::counters(uint64_t id) const {
+  tg_counters c{};
+  int rc = bpf_map__lookup_elem(skel_->maps.tg_drops, &id, sizeof id, &c, sizeof c, 0);
+  if (rc != 0) return failBpf(fmt::format("counters of cgroup {}", id), rc);
+  return c;
+}
+
+Result<uint32_t> SkbBackstop::testRun(std::span<const uint8_t> frame, uint32_t ifindex) const {
+  __sk_buff ctx{};
+  ctx.ifindex = ifindex;
+  LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = frame.data(),
+              .data_size_in = static_cast<__u32>(frame.size()), .ctx_in = &ctx,
+              .ctx_size_in = sizeof ctx, .repeat = 1);
+  int rc = bpf_prog_test_run_opts(egressFd(), &opts);
+  if (rc != 0) return failBpf("BPF_PROG_TEST_RUN tg_skb_egress", rc);
+  return opts.retval;
+}
+
+Result<uint64_t> cgroupId(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return failErrno("stat cgroup " + path);
+  return static_cast<uint64_t>(st.st_ino);
+}
+
+Result<std::string> cgroup2Mount() {
+  std::ifstream in("/proc/self/mounts");
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream f(line);
+    std::string dev, dir, type;
+    if (f >> dev >> dir >> type && type == "cgroup2") return dir;
+  }
+  return fail("no cgroup2 mount in /proc/self/mounts");
+}
+
+}  // namespace tollgate::bpf

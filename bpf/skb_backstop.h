@@ -1,0 +1,77 @@
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "bpf/tollgate_abi.h"
+#include "common/error.h"
+
+struct tg_skb_backstop;
+struct bpf_link;
+
+namespace tollgate::bpf {
+
+// Drop-class names as the metrics and tollgatectl show them, by enum tg_drop_class.
+inline constexpr std::array<const char*, TG_DROP_CLASSES> kDropClassNames = {
+    "drop_tcp", "drop_udp", "drop_icmp", "drop_other", "drop_ipv6"};
+
+// The eBPF mode's backstop (bpf/skb_backstop.bpf.c), loaded once per agent: a cgroup_skb/egress
+// program that drops and counts what would leave a pod's cgroup on a device other than lo and is
+// not the pod answering a connection made to it, and the sockops program that records the
+// sockets a pod opened itself. Move-only; unloads on destruction (links keep attached programs
+// alive: see Attachment).
+class SkbBackstop {
+ public:
+  // Opens the skeleton, sets the read-only config, loads (verifier) and creates the counter
+  // bucket 0 for drops that belong to no tracked cgroup.
+  static Result<SkbBackstop> load(const tg_config& config);
+
+  SkbBackstop(SkbBackstop&&) noexcept;
+  SkbBackstop& operator=(SkbBackstop&&) noexcept;
+  ~SkbBackstop();
+
+  // Both programs attached to one cgroup as BPF links; detached when this goes (unless pinned,
+  // a later step of the eBPF mode).
+  class Attachment {
+   public:
+    Attachment(Attachment&&) noexcept;
+    Attachment& operator=(Attachment&&) noexcept;
+    ~Attachment();
+
+   private:
+    friend class SkbBackstop;
+    Attachment() = default;
+    bpf_link* egress_ = nullptr;
+    bpf_link* sockops_ = nullptr;
+  };
+  // `cgroupFd`: an open directory of the cgroup2 hierarchy (never the root cgroup).
+  Result<Attachment> attach(int cgroupFd, const std::string& description) const;
+
+  // Starts counting drops of this cgroup under its own id (else they land in bucket 0).
+  Status track(uint64_t cgroupId) const;
+  Status untrack(uint64_t cgroupId) const;
+  Result<tg_counters> counters(uint64_t cgroupId) const;
+
+  // BPF_PROG_TEST_RUN of the egress program over one Ethernet frame, as if sent on device
+  // `ifindex` of the calling thread's netns (which must exist: the kernel looks it up).
+  // Returns the program's verdict: 1 pass, 0 drop.
+  Result<uint32_t> testRun(std::span<const uint8_t> frame, uint32_t ifindex) const;
+
+  int egressFd() const;
+  int sockopsFd() const;
+
+ private:
+  explicit SkbBackstop(tg_skb_backstop* skel) : skel_(skel) {}
+  tg_skb_backstop* skel_ = nullptr;
+};
+
+// The cgroup id of a cgroup2 directory (its inode number, what bpf_skb_cgroup_id returns).
+Result<uint64_t> cgroupId(const std::string& path);
+// Where cgroup v2 is mounted (/sys/fs/cgroup on unified hosts, /sys/fs/cgroup/unified on
+// hybrid ones), from /proc/self/mounts.
+Result<std::string> cgroup2Mount();
+
+}  // namespace tollgate::bpf

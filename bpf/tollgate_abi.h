@@ -1,0 +1,50 @@
+/* What tollgate's BPF programs and the agent's C++ share: configuration, map keys and values.
+ * Included by the .bpf.c files (after vmlinux.h) and by C++ (bpf/skb_backstop.h); the sizes
+ * are checked on both sides, so a field added on one side only fails the build. */
+#ifndef TOLLGATE_BPF_ABI_H
+#define TOLLGATE_BPF_ABI_H
+
+#ifndef __VMLINUX_H__
+#include <linux/types.h>
+#endif
+
+/* Drop classes of the cgroup_skb backstop, the index into tg_counters.packets. IPv6 is a class
+ * of its own whatever the protocol (the nftables mode folds it into the others). */
+enum tg_drop_class {
+  TG_DROP_TCP = 0,
+  TG_DROP_UDP = 1,
+  TG_DROP_ICMP = 2,
+  TG_DROP_OTHER = 3,
+  TG_DROP_IPV6 = 4,
+  TG_DROP_CLASSES = 5,
+};
+
+/* Set in .rodata before load; the same for every pod of a node. There is no packet mark here on
+ * purpose: the programs are attached to pod cgroups only, and the proxy's own sockets are created
+ * by the agent in its own cgroup, so they never meet them. A socket's cgroup is fixed when it is
+ * created; a pod root with NET_ADMIN can set any mark, but cannot move a socket out of its cgroup. */
+struct tg_config {
+  __u16 proxy_port; /* the capture listener, 127.0.0.1 / ::1 in each pod netns */
+  __u16 dns_port;   /* the DNS proxy, same addresses */
+  __u16 quic_port;  /* the read-only QUIC telemetry socket */
+  __u16 pad;
+};
+
+/* Per pod (map key: the pod's cgroup id; key 0 collects drops of a cgroup with no entry, and of
+ * packets without a socket), packets the backstop dropped, by class. */
+struct tg_counters {
+  __u64 packets[TG_DROP_CLASSES];
+};
+
+#define TG_CONFIG_SIZE 8
+#define TG_COUNTERS_SIZE 40
+
+#ifdef __cplusplus
+static_assert(sizeof(struct tg_config) == TG_CONFIG_SIZE, "tg_config layout changed");
+static_assert(sizeof(struct tg_counters) == TG_COUNTERS_SIZE, "tg_counters layout changed");
+#else
+_Static_assert(sizeof(struct tg_config) == TG_CONFIG_SIZE, "tg_config layout changed");
+_Static_assert(sizeof(struct tg_counters) == TG_COUNTERS_SIZE, "tg_counters layout changed");
+#endif
+
+#endif
