@@ -51,9 +51,12 @@ void AdminServer::serveLong(int conn, admin::AdminRequest req) {
   if (worker_.joinable()) worker_.join();  // the previous one has finished
   workerBusy_ = true;
   worker_ = std::thread([this, conn, req = std::move(req)] {
-    reply(conn, handler_(req));
-    ::close(conn);
+    admin::AdminReply r = handler_(req);
+    // Not busy before the answer goes out: a client that asks again as soon as it has read it
+    // must not be told a verify is running (the next serveLong() joins this thread first).
     workerBusy_ = false;
+    reply(conn, r);
+    ::close(conn);
   });
 }
 
