@@ -56,35 +56,18 @@ SkbBackstop::~SkbBackstop() {
 int SkbBackstop::egressFd() const { return bpf_program__fd(skel_->progs.tg_skb_egress); }
 int SkbBackstop::sockopsFd() const { return bpf_program__fd(skel_->progs.tg_sockops); }
 
-SkbBackstop::Attachment::Attachment(Attachment&& o) noexcept
-    : egress_(std::exchange(o.egress_, nullptr)), sockops_(std::exchange(o.sockops_, nullptr)) {}
-
-SkbBackstop::Attachment& SkbBackstop::Attachment::operator=(Attachment&& o) noexcept {
-  if (this != &o) {
-    this->~Attachment();
-    egress_ = std::exchange(o.egress_, nullptr);
-    sockops_ = std::exchange(o.sockops_, nullptr);
+Result<CgroupLinks> SkbBackstop::attach(int cgroupFd, const std::string& description) const {
+  CgroupLinks links;
+  if (auto st = links.attach(skel_->progs.tg_sockops, cgroupFd, "sockops to cgroup " + description);
+      !st) {
+    return std::unexpected(st.error());
   }
-  return *this;
-}
-
-SkbBackstop::Attachment::~Attachment() {
-  // The sockops link goes first: while it is gone and the egress program still runs, a new
-  // active socket is seen as an answer and passes; the other order would drop answers instead.
-  // Either way the window is the process exiting; pinned links (next step) have none.
-  if (sockops_) bpf_link__destroy(std::exchange(sockops_, nullptr));
-  if (egress_) bpf_link__destroy(std::exchange(egress_, nullptr));
-}
-
-Result<SkbBackstop::Attachment> SkbBackstop::attach(int cgroupFd,
-                                                    const std::string& description) const {
-  Attachment a;
-  // sockops first, so no socket the pod opens after the egress program is live goes unrecorded.
-  a.sockops_ = bpf_program__attach_cgroup(skel_->progs.tg_sockops, cgroupFd);
-  if (!a.sockops_) return failBpf("attach sockops to cgroup " + description, -errno);
-  a.egress_ = bpf_program__attach_cgroup(skel_->progs.tg_skb_egress, cgroupFd);
-  if (!a.egress_) return failBpf("attach cgroup_skb/egress to cgroup " + description, -errno);
-  return a;
+  if (auto st = links.attach(skel_->progs.tg_skb_egress, cgroupFd,
+                             "cgroup_skb/egress to cgroup " + description);
+      !st) {
+    return std::unexpected(st.error());
+  }
+  return links;
 }
 
 Status SkbBackstop::track(uint64_t id) const {

@@ -6,11 +6,11 @@
 #include <span>
 #include <string>
 
+#include "bpf/cgroup_links.h"
 #include "bpf/tollgate_abi.h"
 #include "common/error.h"
 
 struct tg_skb_backstop;
-struct bpf_link;
 
 namespace tollgate::bpf {
 
@@ -22,7 +22,7 @@ inline constexpr std::array<const char*, TG_DROP_CLASSES> kDropClassNames = {
 // program that drops and counts what would leave a pod's cgroup on a device other than lo and is
 // not the pod answering a connection made to it, and the sockops program that records the
 // sockets a pod opened itself. Move-only; unloads on destruction (links keep attached programs
-// alive: see Attachment).
+// alive: see CgroupLinks).
 class SkbBackstop {
  public:
   // Opens the skeleton, sets the read-only config, loads (verifier) and creates the counter
@@ -33,22 +33,10 @@ class SkbBackstop {
   SkbBackstop& operator=(SkbBackstop&&) noexcept;
   ~SkbBackstop();
 
-  // Both programs attached to one cgroup as BPF links; detached when this goes (unless pinned,
-  // a later step of the eBPF mode).
-  class Attachment {
-   public:
-    Attachment(Attachment&&) noexcept;
-    Attachment& operator=(Attachment&&) noexcept;
-    ~Attachment();
-
-   private:
-    friend class SkbBackstop;
-    Attachment() = default;
-    bpf_link* egress_ = nullptr;
-    bpf_link* sockops_ = nullptr;
-  };
+  // Both programs attached to one cgroup as BPF links (sockops first, so that no socket the
+  // pod opens once the egress program is live goes unrecorded); detached when the result goes.
   // `cgroupFd`: an open directory of the cgroup2 hierarchy (never the root cgroup).
-  Result<Attachment> attach(int cgroupFd, const std::string& description) const;
+  Result<CgroupLinks> attach(int cgroupFd, const std::string& description) const;
 
   // Starts counting drops of this cgroup under its own id (else they land in bucket 0).
   Status track(uint64_t cgroupId) const;

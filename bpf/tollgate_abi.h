@@ -36,15 +36,26 @@ struct tg_counters {
   __u64 packets[TG_DROP_CLASSES];
 };
 
+/* Where a redirected connection was going (map tg_orig_dst, key: the socket cookie). addr holds
+ * an IPv4 address in addr[0] when family is 4; both in network byte order. */
+struct tg_orig_dst {
+  __u32 addr[4];
+  __u16 port;
+  __u16 family; /* 4 or 6 */
+};
+
 #define TG_CONFIG_SIZE 8
+#define TG_ORIG_DST_SIZE 20
 #define TG_COUNTERS_SIZE 40
 
 #ifdef __cplusplus
 static_assert(sizeof(struct tg_config) == TG_CONFIG_SIZE, "tg_config layout changed");
 static_assert(sizeof(struct tg_counters) == TG_COUNTERS_SIZE, "tg_counters layout changed");
+static_assert(sizeof(struct tg_orig_dst) == TG_ORIG_DST_SIZE, "tg_orig_dst layout changed");
 #else
 _Static_assert(sizeof(struct tg_config) == TG_CONFIG_SIZE, "tg_config layout changed");
 _Static_assert(sizeof(struct tg_counters) == TG_COUNTERS_SIZE, "tg_counters layout changed");
+_Static_assert(sizeof(struct tg_orig_dst) == TG_ORIG_DST_SIZE, "tg_orig_dst layout changed");
 #endif
 
 #endif

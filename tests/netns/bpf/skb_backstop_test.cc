@@ -4,6 +4,8 @@
 // made to it pass. Root only.
 #include "bpf/skb_backstop.h"
 
+#include "bpf_fixture.h"
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <net/if.h>
@@ -26,8 +28,6 @@
 
 namespace tollgate::bpf {
 namespace {
-
-int sh(const std::string& cmd) { return std::system((cmd + " >/dev/null 2>&1").c_str()); }
 
 // Ethernet + IPv4 header (+ 8 bytes of L4) to `dst`, protocol `proto`.
 std::vector<uint8_t> frame4(const char* dst, uint8_t proto) {
@@ -64,54 +64,19 @@ std::vector<uint8_t> frame6(const char* dst, uint8_t nexthdr, uint8_t hopLimit =
   return f;
 }
 
-class SkbBackstopTest : public ::testing::Test {
+class SkbBackstopTest : public testing::BpfNetnsTest {
  protected:
   void SetUp() override {
-    if (::geteuid() != 0) GTEST_SKIP() << "needs root (BPF, netns, cgroups)";
-    r_ = static_cast<int>(std::random_device{}() % 250) + 1;
-    ns_ = fmt::format("tgbpf-{}-pod", r_);
-    peer_ = fmt::format("tgbpf-{}-peer", r_);
-    for (const auto& n : {ns_, peer_}) {
-      sh("ip netns del " + n);
-      ASSERT_EQ(sh("ip netns add " + n), 0);
-    }
-    for (const std::string& cmd : {
-             fmt::format("ip -n {} link add eth0 type veth peer name eth0 netns {}", ns_, peer_),
-             fmt::format("ip -n {} addr add 10.253.{}.2/24 dev eth0", ns_, r_),
-             fmt::format("ip -n {} addr add 10.253.{}.1/24 dev eth0", peer_, r_),
-             fmt::format("ip -n {} link set eth0 up", ns_),
-             fmt::format("ip -n {} link set lo up", ns_),
-             fmt::format("ip -n {} link set eth0 up", peer_),
-         }) {
-      ASSERT_EQ(sh(cmd), 0) << cmd;
-    }
-    tg_config cfg{};
-    cfg.proxy_port = 15001;
-    cfg.dns_port = 15053;
-    cfg.quic_port = 15443;
-    auto b = SkbBackstop::load(cfg);
+    BpfNetnsTest::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
+    auto b = SkbBackstop::load(testing::labConfig());
     ASSERT_TRUE(b) << b.error().str();
     backstop_.emplace(std::move(*b));
   }
 
   void TearDown() override {
     backstop_.reset();
-    if (!cgroup_.empty()) ::rmdir(cgroup_.c_str());
-    if (!ns_.empty()) sh("ip netns del " + ns_);
-    if (!peer_.empty()) sh("ip netns del " + peer_);
-  }
-
-  // Runs fn on a thread inside `ns`.
-  template <typename F>
-  void in(const std::string& ns, F fn) {
-    std::thread t([&] {
-      int fd = ::open(("/var/run/netns/" + ns).c_str(), O_RDONLY | O_CLOEXEC);
-      ASSERT_GE(fd, 0);
-      ASSERT_EQ(::setns(fd, CLONE_NEWNET), 0);
-      ::close(fd);
-      fn();
-    });
-    t.join();
+    BpfNetnsTest::TearDown();
   }
 
   uint32_t verdict(const std::vector<uint8_t>& frame, bool onLoopback = false) {
@@ -125,8 +90,6 @@ class SkbBackstopTest : public ::testing::Test {
     return out;
   }
 
-  int r_ = 0;
-  std::string ns_, peer_, cgroup_;
   std::optional<SkbBackstop> backstop_;
 };
 
@@ -166,12 +129,7 @@ TEST_F(SkbBackstopTest, LoopbackAndNeighbourDiscoveryPass) {
 }
 
 TEST_F(SkbBackstopTest, AttachedToACgroupRefusesWhatThePodStartsAndLetsAnswersOut) {
-  auto mount = cgroup2Mount();
-  ASSERT_TRUE(mount) << mount.error().str();
-  cgroup_ = fmt::format("{}/tollgate-bpf-test-{}", *mount, r_);
-  ::rmdir(cgroup_.c_str());
-  ASSERT_EQ(::mkdir(cgroup_.c_str(), 0755), 0) << cgroup_ << ": " << std::strerror(errno);
-  int cg = ::open(cgroup_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  int cg = makeCgroup();
   ASSERT_GE(cg, 0);
   auto id = cgroupId(cgroup_);
   ASSERT_TRUE(id);
@@ -192,8 +150,6 @@ TEST_F(SkbBackstopTest, AttachedToACgroupRefusesWhatThePodStartsAndLetsAnswersOu
   });
   int ready[2];
   ASSERT_EQ(::pipe(ready), 0);
-  const std::string procs = cgroup_ + "/cgroup.procs";
-  const std::string nsPath = "/var/run/netns/" + ns_;
   const std::string peerAddr = fmt::format("10.253.{}.1", r_);
   pid_t child = ::fork();
   ASSERT_GE(child, 0);
@@ -201,11 +157,7 @@ TEST_F(SkbBackstopTest, AttachedToACgroupRefusesWhatThePodStartsAndLetsAnswersOu
     // The "pod": joins the cgroup and the netns, then (exit code bits) 1: UDP was not refused,
     // 2: the outbound TCP connect completed, 4: its own server did not answer.
     int code = 0;
-    int f = ::open(procs.c_str(), O_WRONLY);
-    if (f < 0 || ::write(f, "0", 1) != 1) ::_exit(64);
-    ::close(f);
-    int n = ::open(nsPath.c_str(), O_RDONLY);
-    if (n < 0 || ::setns(n, CLONE_NEWNET) != 0) ::_exit(65);
+    if (!enterPod()) ::_exit(64);
     int srv = ::socket(AF_INET, SOCK_STREAM, 0);
     sockaddr_in a{};
     a.sin_family = AF_INET;
@@ -271,7 +223,7 @@ TEST_F(SkbBackstopTest, AttachedToACgroupRefusesWhatThePodStartsAndLetsAnswersOu
   ASSERT_TRUE(c) << c.error().str();
   EXPECT_EQ(c->packets[TG_DROP_UDP], 1u);
   EXPECT_GE(c->packets[TG_DROP_TCP], 1u);  // the SYN (and any retransmission)
-  link = std::unexpected(Error{"detached", 0});  // detach before the cgroup is removed
+  link->reset();  // detach before the cgroup is removed
 }
 
 }  // namespace

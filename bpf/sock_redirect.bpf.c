@@ -1,0 +1,131 @@
+// SPDX-License-Identifier: GPL-2.0
+/* The eBPF mode's redirect, attached to each pod's cgroup: cgroup/connect4/6 and
+ * cgroup/sendmsg4/6 rewrite where a pod's sockets go before anything is sent.
+ *
+ *   TCP connect to anything but loopback  -> the capture listener, 127.0.0.1 / ::1 :proxy_port;
+ *                                            the original destination kept by socket cookie
+ *   UDP (connect or sendmsg) to port 53   -> the DNS proxy, :dns_port
+ *   UDP to port 443                       -> the read-only QUIC telemetry socket, :quic_port
+ *   any other UDP off loopback            -> refused (EPERM)
+ * IPv4-mapped IPv6 (::ffff:a.b.c.d) is handled as IPv4 and rewritten to ::ffff:127.0.0.1.
+ * What gets past these (raw sockets, a socket from before the attach) meets skb_backstop. */
+#include "vmlinux.h"
+
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+
+#include "tollgate_abi.h"
+
+#define TG_SOCK_STREAM 1
+#define TG_SOCK_DGRAM 2
+
+const volatile struct tg_config tg_cfg = {};
+
+/* Stores into the context at a constant offset. The verifier only accepts ctx + constant, and
+ * clang otherwise folds an offset into a register that holds the same constant (the IPv4 family
+ * 4 and offsetof(user_ip4) 4, here) and stores through ctx + register. */
+#define TG_CTX_STORE(ctx, field, value)                                              \
+  asm volatile("*(u32 *)(%[c] + %[off]) = %[v]" ::[c] "r"(ctx),                     \
+               [off] "i"(__builtin_offsetof(struct bpf_sock_addr, field)), [v] "r"((__u32)(value)) \
+               : "memory")
+
+struct {
+  __uint(type, BPF_MAP_TYPE_LRU_HASH);
+  __uint(max_entries, 65536);
+  __type(key, __u64); /* socket cookie */
+  __type(value, struct tg_orig_dst);
+} tg_orig_dst SEC(".maps");
+
+/* The port a UDP datagram to `port` is sent to instead; 0: refuse it. */
+static __always_inline __u16 tg_udp_port(__u16 port)
+{
+  if (port == 53)
+    return tg_cfg.dns_port;
+  if (port == 443)
+    return tg_cfg.quic_port;
+  return 0;
+}
+
+/* 1 allow (possibly rewritten), 0 refuse. ip4: in/out, network order; port: in/out, host order. */
+static __always_inline int tg_redirect4(void *ctx, __u32 type, __u32 *ip4, __u16 *port)
+{
+  if ((*ip4 & bpf_htonl(0xff000000)) == bpf_htonl(0x7f000000))
+    return 1; /* the pod's loopback: stays in the pod (the proxy refuses its own ports) */
+  if (type == TG_SOCK_STREAM) {
+    struct tg_orig_dst o = {.addr = {*ip4, 0, 0, 0}, .port = *port, .family = 4};
+    __u64 cookie = bpf_get_socket_cookie(ctx);
+    bpf_map_update_elem(&tg_orig_dst, &cookie, &o, BPF_ANY);
+    *ip4 = bpf_htonl(0x7f000001);
+    *port = tg_cfg.proxy_port;
+    return 1;
+  }
+  if (type == TG_SOCK_DGRAM) {
+    __u16 to = tg_udp_port(*port);
+    if (!to)
+      return 0;
+    *ip4 = bpf_htonl(0x7f000001);
+    *port = to;
+    return 1;
+  }
+  return 0;
+}
+
+static __always_inline int tg_sock4(struct bpf_sock_addr *ctx)
+{
+  __u32 ip = ctx->user_ip4;
+  __u16 port = bpf_ntohs(ctx->user_port);
+  if (!tg_redirect4(ctx, ctx->type, &ip, &port))
+    return 0;
+  TG_CTX_STORE(ctx, user_ip4, ip);
+  TG_CTX_STORE(ctx, user_port, bpf_htons(port));
+  return 1;
+}
+
+static __always_inline int tg_sock6(struct bpf_sock_addr *ctx)
+{
+  __u32 a0 = ctx->user_ip6[0], a1 = ctx->user_ip6[1], a2 = ctx->user_ip6[2], a3 = ctx->user_ip6[3];
+  __u16 port = bpf_ntohs(ctx->user_port);
+  if (a0 == 0 && a1 == 0 && a2 == bpf_htonl(0xffff)) {
+    /* IPv4-mapped: IPv4 on the wire */
+    __u32 ip = a3;
+    if (!tg_redirect4(ctx, ctx->type, &ip, &port))
+      return 0;
+    TG_CTX_STORE(ctx, user_ip6[3], ip);
+    TG_CTX_STORE(ctx, user_port, bpf_htons(port));
+    return 1;
+  }
+  if (a0 == 0 && a1 == 0 && a2 == 0 && a3 == bpf_htonl(1))
+    return 1; /* ::1 */
+  if (ctx->type == TG_SOCK_STREAM) {
+    struct tg_orig_dst o = {.addr = {a0, a1, a2, a3}, .port = port, .family = 6};
+    __u64 cookie = bpf_get_socket_cookie(ctx);
+    bpf_map_update_elem(&tg_orig_dst, &cookie, &o, BPF_ANY);
+    port = tg_cfg.proxy_port;
+  } else if (ctx->type == TG_SOCK_DGRAM) {
+    port = tg_udp_port(port);
+    if (!port)
+      return 0;
+  } else {
+    return 0;
+  }
+  TG_CTX_STORE(ctx, user_ip6[0], 0);
+  TG_CTX_STORE(ctx, user_ip6[1], 0);
+  TG_CTX_STORE(ctx, user_ip6[2], 0);
+  TG_CTX_STORE(ctx, user_ip6[3], bpf_htonl(1));
+  TG_CTX_STORE(ctx, user_port, bpf_htons(port));
+  return 1;
+}
+
+SEC("cgroup/connect4")
+int tg_sock4_connect(struct bpf_sock_addr *ctx) { return tg_sock4(ctx); }
+
+SEC("cgroup/sendmsg4")
+int tg_sock4_sendmsg(struct bpf_sock_addr *ctx) { return tg_sock4(ctx); }
+
+SEC("cgroup/connect6")
+int tg_sock6_connect(struct bpf_sock_addr *ctx) { return tg_sock6(ctx); }
+
+SEC("cgroup/sendmsg6")
+int tg_sock6_sendmsg(struct bpf_sock_addr *ctx) { return tg_sock6(ctx); }
+
+char LICENSE[] SEC("license") = "GPL";

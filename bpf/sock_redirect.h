@@ -1,0 +1,39 @@
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "bpf/cgroup_links.h"
+#include "bpf/tollgate_abi.h"
+#include "common/error.h"
+
+struct tg_sock_redirect;
+
+namespace tollgate::bpf {
+
+// The eBPF mode's redirect (bpf/sock_redirect.bpf.c), loaded once per agent: cgroup/connect4/6
+// send a pod's TCP to the capture listener on its loopback and keep the original destination by
+// socket cookie; cgroup/sendmsg4/6 and connect for UDP send port 53 to the DNS proxy, 443 to the
+// QUIC socket and refuse the rest. Move-only; unloads on destruction.
+//
+// Not yet there: recvmsg4/6 and getpeername hooks that give a pod's UDP replies and peer names
+// their original address back (a resolver that checks the reply's source drops them today).
+class SockRedirect {
+ public:
+  static Result<SockRedirect> load(const tg_config& config);
+  SockRedirect(SockRedirect&&) noexcept;
+  SockRedirect& operator=(SockRedirect&&) noexcept;
+  ~SockRedirect();
+
+  // The four hooks attached to one cgroup (never the root cgroup).
+  Result<CgroupLinks> attach(int cgroupFd, const std::string& description) const;
+  // Where the redirected TCP socket with this cookie was going; nullopt when it is not known.
+  Result<std::optional<tg_orig_dst>> originalDst(uint64_t socketCookie) const;
+
+ private:
+  explicit SockRedirect(tg_sock_redirect* skel) : skel_(skel) {}
+  tg_sock_redirect* skel_ = nullptr;
+};
+
+}  // namespace tollgate::bpf
