@@ -45,12 +45,18 @@ void AdminServer::stop() {
 void AdminServer::serveLong(int conn, admin::AdminRequest req) {
   std::lock_guard lock(workerMu_);
   if (workerBusy_) {
-    ::close(conn);
+    reply(conn, refusal("a verify is already running on this node: try again when it has "
+                        "finished"));
+    return;
+  }
+  int own = ::dup(conn);  // the server closes `conn` when serve() returns
+  if (own < 0) {
+    reply(conn, refusal("cannot start the verify: dup: out of file descriptors"));
     return;
   }
   if (worker_.joinable()) worker_.join();  // the previous one has finished
   workerBusy_ = true;
-  worker_ = std::thread([this, conn, req = std::move(req)] {
+  worker_ = std::thread([this, conn = own, req = std::move(req)] {
     admin::AdminReply r = handler_(req);
     // Not busy before the answer goes out: a client that asks again as soon as it has read it
     // must not be told a verify is running (the next serveLong() joins this thread first).
@@ -91,17 +97,7 @@ void AdminServer::serve(int conn) {
   }
   counters_.ok++;
   if (req.request_case() == admin::AdminRequest::kVerify) {
-    if (workerBusy_) {
-      reply(conn, refusal("a verify is already running on this node: try again when it has "
-                          "finished"));
-      return;
-    }
-    int own = ::dup(conn);  // the server closes `conn` when serve() returns
-    if (own < 0) {
-      reply(conn, refusal("cannot start the verify: dup: out of file descriptors"));
-      return;
-    }
-    serveLong(own, std::move(req));
+    serveLong(conn, std::move(req));
     return;
   }
   reply(conn, handler_(req));

@@ -41,7 +41,8 @@ class AdminServer {
 
  private:
   void serve(int conn);
-  // Runs `req` on the worker thread and answers on `conn` (owned) from there.
+  // Runs `req` on the worker thread and answers on a dup of `conn` from there; refuses when the
+  // worker is still busy (the one place that keeps verifies one at a time).
   void serveLong(int conn, admin::AdminRequest req);
 
   Handler handler_;

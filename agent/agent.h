@@ -131,7 +131,6 @@ class Agent {
   std::mutex reloadMu_;
   std::mutex fenceMu_;
   std::shared_ptr<const HostFence> fence_;  // as installed; a verify holds its copy
-  std::mutex verifyMu_;                      // one tollgatectl verify at a time
   std::shared_ptr<const identity::CertificateAuthority> ca_;
   std::unique_ptr<identity::SvidManager> svids_;
   std::unique_ptr<proxy::TunnelPool> tunnels_;

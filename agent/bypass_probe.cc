@@ -17,40 +17,14 @@
 #include <random>
 
 #include "policy/ip.h"
+#include "proxy/dns_message.h"
+#include "proxy/socket_util.h"
 
 namespace tollgate::agent {
 namespace {
 
 constexpr uint32_t kProxyUid = 1337;
 constexpr int kRawProtocol = 253;  // RFC 3692: for experimentation, never a real service
-
-// A destination as a sockaddr of its own family.
-struct Dest {
-  sockaddr_storage ss{};
-  socklen_t len = 0;
-  int family = AF_UNSPEC;
-};
-
-Result<Dest> dest(const std::string& address, uint16_t port) {
-  Dest d;
-  auto* v4 = reinterpret_cast<sockaddr_in*>(&d.ss);
-  auto* v6 = reinterpret_cast<sockaddr_in6*>(&d.ss);
-  if (::inet_pton(AF_INET, address.c_str(), &v4->sin_addr) == 1) {
-    v4->sin_family = AF_INET;
-    v4->sin_port = htons(port);
-    d.len = sizeof *v4;
-    d.family = AF_INET;
-    return d;
-  }
-  if (::inet_pton(AF_INET6, address.c_str(), &v6->sin6_addr) == 1) {
-    v6->sin6_family = AF_INET6;
-    v6->sin6_port = htons(port);
-    d.len = sizeof *v6;
-    d.family = AF_INET6;
-    return d;
-  }
-  return fail("not an IP address: " + address);
-}
 
 // Closes the fd on scope exit.
 struct Fd {
@@ -60,13 +34,10 @@ struct Fd {
   }
 };
 
-uint16_t localPort(int fd) {
-  sockaddr_storage ss{};
-  socklen_t len = sizeof ss;
-  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return 0;
-  if (ss.ss_family == AF_INET) return ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
-  if (ss.ss_family == AF_INET6) return ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port);
-  return 0;
+// Raw and ping sockets take no port.
+void clearPort(sockaddr_storage& ss) {
+  if (ss.ss_family == AF_INET) reinterpret_cast<sockaddr_in*>(&ss)->sin_port = 0;
+  else reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port = 0;
 }
 
 ProbeOutcome stopped(ProbeOutcome::Stage stage, int err) {
@@ -99,20 +70,6 @@ uint16_t inetChecksum(const uint8_t* data, size_t len) {
   if (len % 2) sum += static_cast<uint32_t>(data[len - 1] << 8);
   while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
   return htons(static_cast<uint16_t>(~sum));
-}
-
-// A DNS query for verify.tollgate.invalid (A, recursion desired) with id `id`.
-std::string dnsQuery(uint16_t id) {
-  std::string q;
-  q.push_back(static_cast<char>(id >> 8));
-  q.push_back(static_cast<char>(id & 0xff));
-  q.append("\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00", 10);
-  for (const char* label : {"verify", "tollgate", "invalid"}) {
-    q.push_back(static_cast<char>(std::strlen(label)));
-    q.append(label);
-  }
-  q.append("\x00\x00\x01\x00\x01", 5);
-  return q;
 }
 
 int capset(uint32_t caps) {
@@ -175,31 +132,35 @@ Status becomeUser(ProbeUser user, uint32_t podUid) {
 
 ProbeOutcome runProbe(const Probe& p, int waitMs) {
   using S = ProbeOutcome::Stage;
-  auto d = dest(p.address, p.port);
-  if (!d) return stopped(S::Socket, EINVAL);
+  auto ip = policy::IpAddress::parse(p.address);
+  if (!ip) return stopped(S::Socket, EINVAL);
+  sockaddr_storage ss{};
+  // A v4-mapped address stays IPv6 here: the socket is AF_INET6, as the vector wants.
+  socklen_t len = proxy::toSockaddr(proxy::Endpoint{*ip, p.port}, &ss);
+  const int family = ss.ss_family;
   bool root = p.user == ProbeUser::RootNetAdmin || p.user == ProbeUser::RootNoCaps;
   Fd s;
   switch (p.kind) {
     case ProbeKind::Tcp:
     case ProbeKind::TcpFastOpen:
-      s.fd = ::socket(d->family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+      s.fd = ::socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
       break;
     case ProbeKind::Udp:
     case ProbeKind::Dns:
-      s.fd = ::socket(d->family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+      s.fd = ::socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
       break;
     case ProbeKind::IcmpEcho:
       // Root uses a raw socket; everyone else the ping socket (net.ipv4.ping_group_range).
-      s.fd = ::socket(d->family, (root ? SOCK_RAW : SOCK_DGRAM) | SOCK_CLOEXEC,
-                      d->family == AF_INET ? int{IPPROTO_ICMP} : int{IPPROTO_ICMPV6});
+      s.fd = ::socket(family, (root ? SOCK_RAW : SOCK_DGRAM) | SOCK_CLOEXEC,
+                      family == AF_INET ? int{IPPROTO_ICMP} : int{IPPROTO_ICMPV6});
       break;
-    case ProbeKind::RawIp: s.fd = ::socket(d->family, SOCK_RAW | SOCK_CLOEXEC, kRawProtocol); break;
+    case ProbeKind::RawIp: s.fd = ::socket(family, SOCK_RAW | SOCK_CLOEXEC, kRawProtocol); break;
   }
   if (s.fd < 0) return stopped(S::Socket, errno);
   if (p.mark != 0 && ::setsockopt(s.fd, SOL_SOCKET, SO_MARK, &p.mark, sizeof p.mark) != 0) {
     return stopped(S::Option, errno);
   }
-  auto* sa = reinterpret_cast<const sockaddr*>(&d->ss);
+  auto* sa = reinterpret_cast<const sockaddr*>(&ss);
   ProbeOutcome o;
   auto sendFailed = [&](int err) {
     o.stage = S::Send;
@@ -208,11 +169,10 @@ ProbeOutcome runProbe(const Probe& p, int waitMs) {
   };
   switch (p.kind) {
     case ProbeKind::Tcp: {
-      if (::connect(s.fd, sa, d->len) == 0) {
+      if (::connect(s.fd, sa, len) == 0) {
         o.sent = o.connected = true;
       } else if (errno == EINPROGRESS) {
         o.sent = true;
-        o.localPort = localPort(s.fd);
         awaitConnect(s.fd, waitMs, o);
       } else {
         return sendFailed(errno);
@@ -222,30 +182,28 @@ ProbeOutcome runProbe(const Probe& p, int waitMs) {
     case ProbeKind::TcpFastOpen: {
       // One byte of a TLS record header: the proxy's sniffer waits for more and decides nothing.
       const char byte = 0x16;
-      if (::sendto(s.fd, &byte, 1, MSG_FASTOPEN | MSG_NOSIGNAL, sa, d->len) >= 0) {
+      if (::sendto(s.fd, &byte, 1, MSG_FASTOPEN | MSG_NOSIGNAL, sa, len) >= 0) {
         o.sent = true;
       } else if (errno == EINPROGRESS) {
         o.sent = true;
       } else {
         return sendFailed(errno);
       }
-      o.localPort = localPort(s.fd);
       awaitConnect(s.fd, waitMs, o);
       break;
     }
     case ProbeKind::Udp: {
       static constexpr char kPayload[] = "tollgate verify probe";
-      if (::sendto(s.fd, kPayload, sizeof kPayload - 1, 0, sa, d->len) < 0) return sendFailed(errno);
+      if (::sendto(s.fd, kPayload, sizeof kPayload - 1, 0, sa, len) < 0) return sendFailed(errno);
       o.sent = true;
-      o.localPort = localPort(s.fd);
       break;
     }
     case ProbeKind::Dns: {
       uint16_t id = static_cast<uint16_t>(std::random_device{}());
-      std::string q = dnsQuery(id);
-      if (::sendto(s.fd, q.data(), q.size(), 0, sa, d->len) < 0) return sendFailed(errno);
+      auto q = proxy::buildDnsQuery(id, "verify.tollgate.invalid", 1 /* A */);
+      if (!q) return stopped(S::Socket, EINVAL);
+      if (::sendto(s.fd, q->data(), q->size(), 0, sa, len) < 0) return sendFailed(errno);
       o.sent = true;
-      o.localPort = localPort(s.fd);
       pollfd pf{s.fd, POLLIN, 0};
       if (::poll(&pf, 1, waitMs) > 0) {
         uint8_t buf[512];
@@ -256,28 +214,25 @@ ProbeOutcome runProbe(const Probe& p, int waitMs) {
     }
     case ProbeKind::IcmpEcho: {
       uint8_t pkt[16]{};
-      pkt[0] = d->family == AF_INET ? ICMP_ECHO : ICMP6_ECHO_REQUEST;
+      pkt[0] = family == AF_INET ? ICMP_ECHO : ICMP6_ECHO_REQUEST;
       pkt[4] = 0x74;  // id "tg"; a ping socket replaces it with its own
       pkt[5] = 0x67;
       pkt[7] = 1;  // sequence 1
       std::memcpy(pkt + 8, "tollgate", 8);
       // ICMPv6 and ping sockets have their checksum filled in by the kernel.
-      if (d->family == AF_INET && root) {
+      if (family == AF_INET && root) {
         uint16_t c = inetChecksum(pkt, sizeof pkt);
         std::memcpy(pkt + 2, &c, 2);
       }
-      // Raw and ping sockets take no port.
-      if (d->family == AF_INET) reinterpret_cast<sockaddr_in*>(&d->ss)->sin_port = 0;
-      else reinterpret_cast<sockaddr_in6*>(&d->ss)->sin6_port = 0;
-      if (::sendto(s.fd, pkt, sizeof pkt, 0, sa, d->len) < 0) return sendFailed(errno);
+      clearPort(ss);
+      if (::sendto(s.fd, pkt, sizeof pkt, 0, sa, len) < 0) return sendFailed(errno);
       o.sent = true;
       break;
     }
     case ProbeKind::RawIp: {
       static constexpr char kPayload[] = "tollgate verify probe";
-      if (d->family == AF_INET) reinterpret_cast<sockaddr_in*>(&d->ss)->sin_port = 0;
-      else reinterpret_cast<sockaddr_in6*>(&d->ss)->sin6_port = 0;
-      if (::sendto(s.fd, kPayload, sizeof kPayload - 1, 0, sa, d->len) < 0) return sendFailed(errno);
+      clearPort(ss);
+      if (::sendto(s.fd, kPayload, sizeof kPayload - 1, 0, sa, len) < 0) return sendFailed(errno);
       o.sent = true;
       break;
     }
@@ -367,10 +322,6 @@ ProbeVerdict judge(const Probe& p, const ProbeOutcome& o, const ProbeEvidence& e
   return {false, fmt::format("LEAK: {}; neither the proxy, the pod's rules nor the host fence "
                              "accounted for it",
                              describe(o))};
-}
-
-bool accounted(const Probe& p, const ProbeOutcome& o, const ProbeEvidence& e) {
-  return judge(p, o, e).passed;
 }
 
 std::vector<Probe> verifyPlan(const VerifyPlanParams& params) {

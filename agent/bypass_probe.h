@@ -57,7 +57,6 @@ struct ProbeOutcome {
   bool sent = false;          // the kernel took a packet (connect started, datagram queued)
   bool connected = false;     // tcp: the handshake completed
   bool answered = false;      // dns: a reply with the query's id came back
-  uint16_t localPort = 0;     // tcp/udp: the source port the kernel picked
 };
 std::string describe(const ProbeOutcome& o);
 
@@ -89,9 +88,6 @@ struct ProbeVerdict {
 // a drop counter) or by the host fence (its drop counters), refused by the kernel for want of a
 // capability, no route in the pod, or kept on the pod's loopback.
 ProbeVerdict judge(const Probe& p, const ProbeOutcome& o, const ProbeEvidence& e);
-
-// True when the evidence already accounts for the probe (the caller stops waiting for more).
-bool accounted(const Probe& p, const ProbeOutcome& o, const ProbeEvidence& e);
 
 struct VerifyPlanParams {
   std::string target4 = "192.0.2.1";    // TEST-NET-1 (RFC 5737): never answered

@@ -710,18 +710,10 @@ Result<PodManager::VerifySubject> PodManager::verifySubject(std::string_view ns,
 }
 
 Result<PodManager::RulesView> PodManager::rulesOf(std::string_view ns, std::string_view name) const {
-  std::shared_ptr<Netns> netns;
-  std::shared_ptr<const NftRedirect> redirect;
-  {
-    std::lock_guard lock(mu_);
-    redirect = redirect_;
-    for (const auto& [key, pod] : pods_) {
-      if (pod->request.pod().namespace_() == ns && pod->request.pod().name() == name) {
-        netns = pod->netns;
-      }
-    }
-  }
-  if (!netns) return fail(fmt::format("pod {}/{} is not enrolled on this node", ns, name));
+  auto subject = verifySubject(ns, name);
+  if (!subject) return std::unexpected(subject.error());
+  const auto& netns = subject->netns;
+  const auto& redirect = subject->redirect;
   if (!redirect) return fail("no redirect installer (agent not started)");
   RulesView v;
   auto listed = redirect->listing(*netns);

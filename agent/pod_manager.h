@@ -80,8 +80,8 @@ class PodManager {
   // tollgatectl rules: error when ns/name is not enrolled.
   Result<RulesView> rulesOf(std::string_view ns, std::string_view name) const;
 
-  // tollgatectl verify: the pod's netns and the redirect its rules come from; error when ns/name
-  // is not enrolled.
+  // tollgatectl verify and rules: the pod's netns and the redirect its rules come from; error
+  // when ns/name is not enrolled.
   struct VerifySubject {
     std::shared_ptr<Netns> netns;
     std::shared_ptr<const NftRedirect> redirect;  // null before the first config

@@ -12,6 +12,8 @@
 #include <thread>
 
 #include "common/log.h"
+#include "policy/ip.h"
+#include "proxy/socket_util.h"
 
 namespace tollgate::agent {
 namespace {
@@ -26,11 +28,6 @@ admin::VerifyCheck check(std::string vector, bool passed, std::string outcome,
   c.set_outcome(std::move(outcome));
   c.set_description(std::move(description));
   return c;
-}
-
-std::string hostPort(const std::string& address, uint16_t port) {
-  return address.find(':') != std::string::npos ? fmt::format("[{}]:{}", address, port)
-                                                : fmt::format("{}:{}", address, port);
 }
 
 }  // namespace
@@ -148,7 +145,8 @@ admin::VerifyCheck PodVerifier::runVector(const Probe& p) const {
   admin::VerifyCheck c;
   c.set_vector(p.vector);
   c.set_user(toString(p.user));
-  c.set_destination(hostPort(p.address, p.port));
+  auto ip = policy::IpAddress::parse(p.address);
+  c.set_destination(ip ? proxy::Endpoint{*ip, p.port}.str() : p.address);
   c.set_description(p.description);
 
   ProbeEvidence e;

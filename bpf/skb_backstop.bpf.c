@@ -22,8 +22,6 @@
 #define TG_LOOPBACK_IFINDEX 1 /* lo is always ifindex 1 in its netns */
 #define TG_SOCK_STREAM 1      /* SOCK_STREAM: a #define, so not in vmlinux.h */
 
-const volatile struct tg_config tg_cfg = {};
-
 struct {
   __uint(type, BPF_MAP_TYPE_HASH);
   __uint(max_entries, 16384);

@@ -12,7 +12,6 @@
 #include <sstream>
 #include <utility>
 
-// The skeleton names struct tg_config from the ABI header, included above.
 #include "skb_backstop.skel.h"
 
 namespace tollgate::bpf {
@@ -26,10 +25,9 @@ std::unexpected<Error> failBpf(const std::string& what, int rc) {
 
 }  // namespace
 
-Result<SkbBackstop> SkbBackstop::load(const tg_config& config) {
+Result<SkbBackstop> SkbBackstop::load() {
   tg_skb_backstop* skel = tg_skb_backstop::open();
   if (!skel) return failBpf("open skb_backstop", -errno);
-  skel->rodata->tg_cfg = config;
   if (int rc = tg_skb_backstop::load(skel); rc != 0) {
     tg_skb_backstop::destroy(skel);
     return failBpf("load skb_backstop (verifier)", rc);

@@ -25,9 +25,9 @@ inline constexpr std::array<const char*, TG_DROP_CLASSES> kDropClassNames = {
 // alive: see CgroupLinks).
 class SkbBackstop {
  public:
-  // Opens the skeleton, sets the read-only config, loads (verifier) and creates the counter
-  // bucket 0 for drops that belong to no tracked cgroup.
-  static Result<SkbBackstop> load(const tg_config& config);
+  // Opens and loads the skeleton (verifier) and creates the counter bucket 0 for drops that
+  // belong to no tracked cgroup. It needs no configuration: it knows loopback and answers only.
+  static Result<SkbBackstop> load();
 
   SkbBackstop(SkbBackstop&&) noexcept;
   SkbBackstop& operator=(SkbBackstop&&) noexcept;

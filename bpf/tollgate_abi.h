@@ -19,7 +19,7 @@ enum tg_drop_class {
   TG_DROP_CLASSES = 5,
 };
 
-/* Set in .rodata before load; the same for every pod of a node. There is no packet mark here on
+/* sock_redirect's .rodata, set before load; the same for every pod of a node. There is no packet mark here on
  * purpose: the programs are attached to pod cgroups only, and the proxy's own sockets are created
  * by the agent in its own cgroup, so they never meet them. A socket's cgroup is fixed when it is
  * created; a pod root with NET_ADMIN can set any mark, but cannot move a socket out of its cgroup. */

@@ -1,6 +1,7 @@
 // tollgatectl commands that ask the running agent over <run-dir>/admin.sock.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <climits>
@@ -44,7 +45,7 @@ int emit(const admin::AdminReply& reply, const google::protobuf::Message& part,
 template <typename Build, typename Print>
 int run(const std::vector<std::string>& argv, std::string_view cmd, std::string_view usage,
         std::vector<OptionSpec> specs, std::ostream& out, std::ostream& err, Build build,
-        Print print) {
+        Print print, int timeoutMs = 10000) {
   specs.push_back(kRunDirOption);
   specs.push_back(kOutputOption);
   auto args = parseArgs(argv, specs);
@@ -57,7 +58,7 @@ int run(const std::vector<std::string>& argv, std::string_view cmd, std::string_
   if (!c) return failUsage(err, cmd, c.error().str());
   admin::AdminRequest req;
   if (auto st = build(*args, req); !st) return failUsage(err, cmd, st.error().str());
-  auto reply = askAgent(c->runDir, req);
+  auto reply = askAgent(c->runDir, req, timeoutMs);
   if (!reply) return failUsage(err, cmd, reply.error().str());
   return print(*reply, *c, out, err);
 }
@@ -190,55 +191,47 @@ int verifyCommand(const std::vector<std::string>& argv, std::ostream& out, std::
       {"target", 0, true, "IPV4", "where probes go (default 192.0.2.1): outside the cluster, "
                                   "in no registry, routed off-node by the node"},
       {"target6", 0, true, "IPV6", "the same for IPv6 (default 2001:db8::1)"},
-      {"uid", 0, true, "UID", "the uid the pod's processes run as (default 65534)"},
-      kRunDirOption,
-      kOutputOption};
-  constexpr std::string_view kUsage =
+      {"uid", 0, true, "UID", "the uid the pod's processes run as (default 65534)"}};
+  std::string podRef;
+  return run(
+      argv, "verify",
       "Usage: tollgatectl verify NAMESPACE/POD [--target IPV4] [--target6 IPV6] [--uid UID]\n"
       "                          [--run-dir DIR] [-o table|json|yaml]\n"
       "Runs every known way around the node from inside the pod's netns (as the pod's uid, as\n"
       "uid 1337, as root without and with NET_ADMIN/NET_RAW) and checks with the agent's\n"
       "counters and the host fence that each was refused. Exit 0: none got through; 1: at\n"
-      "least one did (or a defence is missing); 2: usage, agent or pod errors.\n";
-  auto args = parseArgs(argv, specs);
-  if (!args) return failUsage(err, "verify", args.error().str());
-  if (args->help) {
-    out << kUsage << formatOptions(specs);
-    return kExitOk;
-  }
-  auto c = commonOptions(*args);
-  if (!c) return failUsage(err, "verify", c.error().str());
-  if (args->positional.size() != 1) {
-    return failUsage(err, "verify", "exactly one NAMESPACE/POD expected");
-  }
-  auto ref = parsePodRef(args->positional[0]);
-  if (!ref) return failUsage(err, "verify", ref.error().str());
-  admin::AdminRequest req;
-  auto* v = req.mutable_verify();
-  v->set_namespace_(ref->first);
-  v->set_name(ref->second);
-  v->set_target4(args->get("target").value_or(""));
-  v->set_target6(args->get("target6").value_or(""));
-  if (auto uid = args->get("uid")) {
-    auto n = parseCount(*uid, "--uid", /*allowZero=*/false);
-    if (!n || *n >= UINT32_MAX) {
-      return failUsage(err, "verify", fmt::format("--uid \"{}\": expected a uid above 0", *uid));
-    }
-    v->set_pod_uid(static_cast<uint32_t>(*n));
-  }
-  // Probes that nothing refuses wait a second each for the agent's records: minutes at worst.
-  auto reply = askAgent(c->runDir, req, 300'000);
-  if (!reply) return failUsage(err, "verify", reply.error().str());
-  admin::AdminReply part;
-  *part.mutable_checks() = reply->checks();
-  int rc = emit(*reply, part, *c, "verify", out, err, [&](const admin::AdminReply& x) {
-    return renderVerify(x, args->positional[0]);
-  });
-  if (rc != kExitOk) return rc;
-  for (const auto& check : reply->checks()) {
-    if (!check.passed()) return kExitDenied;
-  }
-  return reply->checks_size() == 0 ? kExitDenied : kExitOk;
+      "least one did (or a defence is missing); 2: usage, agent or pod errors.\n",
+      specs, out, err,
+      [&](const Args& a, admin::AdminRequest& req) -> Status {
+        if (a.positional.size() != 1) return fail("exactly one NAMESPACE/POD expected");
+        auto ref = parsePodRef(a.positional[0]);
+        if (!ref) return std::unexpected(ref.error());
+        podRef = a.positional[0];
+        auto* v = req.mutable_verify();
+        v->set_namespace_(ref->first);
+        v->set_name(ref->second);
+        v->set_target4(a.get("target").value_or(""));
+        v->set_target6(a.get("target6").value_or(""));
+        if (auto uid = a.get("uid")) {
+          auto n = parseCount(*uid, "--uid", /*allowZero=*/false);
+          if (!n || *n >= UINT32_MAX) return fail(fmt::format("--uid \"{}\": expected a uid above 0", *uid));
+          v->set_pod_uid(static_cast<uint32_t>(*n));
+        }
+        return {};
+      },
+      [&](const admin::AdminReply& r, const CommonOptions& c, std::ostream& o, std::ostream& e) {
+        admin::AdminReply part;
+        *part.mutable_checks() = r.checks();
+        int rc = emit(r, part, c, "verify", o, e,
+                      [&](const admin::AdminReply& x) { return renderVerify(x, podRef); });
+        if (rc != kExitOk) return rc;
+        bool leak = r.checks_size() == 0 ||
+                    std::any_of(r.checks().begin(), r.checks().end(),
+                                [](const admin::VerifyCheck& c) { return !c.passed(); });
+        return leak ? kExitDenied : kExitOk;
+      },
+      // Probes that nothing refuses wait a second each for the agent's records: a hang bound.
+      300'000);
 }
 
 }  // namespace tollgate::cli

@@ -173,7 +173,9 @@ TEST(VerifyPlanTest, EveryVectorOfTheIssueWithUniquePorts) {
   for (const auto& p : plan) {
     vectors.insert(p.vector);
     EXPECT_TRUE(ports.insert(p.port).second) << "port " << p.port << " used twice";
-    if (p.vector.starts_with("so-mark")) EXPECT_EQ(p.mark, 0x7467u) << p.vector;
+    if (p.vector.starts_with("so-mark")) {
+      EXPECT_EQ(p.mark, 0x7467u) << p.vector;
+    }
     if (!p.loopback) {
       EXPECT_TRUE(p.address.find("198.18.0.250") != std::string::npos ||
                   p.address == "fd00:198:18::250")
