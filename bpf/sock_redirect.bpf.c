@@ -4,6 +4,9 @@
  *
  *   TCP connect to anything but loopback  -> the capture listener, 127.0.0.1 / ::1 :proxy_port;
  *                                            the original destination kept by socket cookie
+ *                                            (tg_orig_dst), and by the client's netns and local
+ *                                            address and port (tg_orig_by_peer, the sockops
+ *                                            program) for the proxy, which knows only its peer
  *   UDP (connect or sendmsg) to port 53   -> the DNS proxy, :dns_port
  *   UDP to port 443                       -> the read-only QUIC telemetry socket, :quic_port
  *   any other UDP off loopback            -> refused (EPERM)
@@ -18,6 +21,8 @@
 
 #define TG_SOCK_STREAM 1
 #define TG_SOCK_DGRAM 2
+#define TG_AF_INET 2
+#define TG_AF_INET6 10
 
 const volatile struct tg_config tg_cfg = {};
 
@@ -36,6 +41,15 @@ struct {
   __type(value, struct tg_orig_dst);
 } tg_orig_dst SEC(".maps");
 
+/* The same destinations as the proxy finds them from its accepted socket. The proxy takes (looks
+ * up and deletes) an entry once; one it never takes ages out. */
+struct {
+  __uint(type, BPF_MAP_TYPE_LRU_HASH);
+  __uint(max_entries, 65536);
+  __type(key, struct tg_peer_key);
+  __type(value, struct tg_orig_dst);
+} tg_orig_by_peer SEC(".maps");
+
 /* The port a UDP datagram to `port` is sent to instead; 0: refuse it. */
 static __always_inline __u16 tg_udp_port(__u16 port)
 {
@@ -46,11 +60,24 @@ static __always_inline __u16 tg_udp_port(__u16 port)
   return 0;
 }
 
+/* A TCP socket going straight to loopback has no original destination. */
+static __always_inline void tg_forget(void *ctx)
+{
+  __u64 cookie = bpf_get_socket_cookie(ctx);
+  bpf_map_delete_elem(&tg_orig_dst, &cookie);
+}
+
 /* 1 allow (possibly rewritten), 0 refuse. ip4: in/out, network order; port: in/out, host order. */
 static __always_inline int tg_redirect4(void *ctx, __u32 type, __u32 *ip4, __u16 *port)
 {
-  if ((*ip4 & bpf_htonl(0xff000000)) == bpf_htonl(0x7f000000))
-    return 1; /* the pod's loopback: stays in the pod (the proxy refuses its own ports) */
+  if ((*ip4 & bpf_htonl(0xff000000)) == bpf_htonl(0x7f000000)) {
+    /* The pod's loopback: stays in the pod (the proxy refuses its own ports). A TCP socket can
+     * connect again after a failed or AF_UNSPEC-undone connect: it must not keep an earlier
+     * redirect's destination. */
+    if (type == TG_SOCK_STREAM)
+      tg_forget(ctx);
+    return 1;
+  }
   if (type == TG_SOCK_STREAM) {
     struct tg_orig_dst o = {.addr = {*ip4, 0, 0, 0}, .port = *port, .family = 4};
     __u64 cookie = bpf_get_socket_cookie(ctx);
@@ -94,8 +121,11 @@ static __always_inline int tg_sock6(struct bpf_sock_addr *ctx)
     TG_CTX_STORE(ctx, user_port, bpf_htons(port));
     return 1;
   }
-  if (a0 == 0 && a1 == 0 && a2 == 0 && a3 == bpf_htonl(1))
-    return 1; /* ::1 */
+  if (a0 == 0 && a1 == 0 && a2 == 0 && a3 == bpf_htonl(1)) {
+    if (ctx->type == TG_SOCK_STREAM)
+      tg_forget(ctx); /* ::1, as for 127/8 */
+    return 1;
+  }
   if (ctx->type == TG_SOCK_STREAM) {
     struct tg_orig_dst o = {.addr = {a0, a1, a2, a3}, .port = port, .family = 6};
     __u64 cookie = bpf_get_socket_cookie(ctx);
@@ -127,5 +157,49 @@ int tg_sock6_connect(struct bpf_sock_addr *ctx) { return tg_sock6(ctx); }
 
 SEC("cgroup/sendmsg6")
 int tg_sock6_sendmsg(struct bpf_sock_addr *ctx) { return tg_sock6(ctx); }
+
+/* At BPF_SOCK_OPS_TCP_CONNECT_CB the client's local address and port are set and no SYN is sent
+ * yet, so the entry is there before the proxy can accept. A connect that was not redirected (to
+ * loopback, the proxy's port among others) deletes whatever an earlier connection from the same
+ * address and port left, so it is never taken for this one. */
+static __always_inline void tg_by_peer(struct bpf_sock_ops *skops)
+{
+  struct tg_peer_key k = {};
+  k.netns_cookie = bpf_get_netns_cookie(skops);
+  k.port = (__u16)skops->local_port;
+  if (skops->family == TG_AF_INET) {
+    k.addr[0] = skops->local_ip4;
+    k.family = 4;
+  } else if (skops->family == TG_AF_INET6) {
+    __u32 a0 = skops->local_ip6[0], a1 = skops->local_ip6[1], a2 = skops->local_ip6[2],
+          a3 = skops->local_ip6[3];
+    if (a0 == 0 && a1 == 0 && a2 == bpf_htonl(0xffff)) {
+      k.addr[0] = a3; /* IPv4-mapped: the proxy's IPv4 listener sees a.b.c.d */
+      k.family = 4;
+    } else {
+      k.addr[0] = a0;
+      k.addr[1] = a1;
+      k.addr[2] = a2;
+      k.addr[3] = a3;
+      k.family = 6;
+    }
+  } else {
+    return;
+  }
+  __u64 cookie = bpf_get_socket_cookie(skops);
+  struct tg_orig_dst *o = bpf_map_lookup_elem(&tg_orig_dst, &cookie);
+  if (o)
+    bpf_map_update_elem(&tg_orig_by_peer, &k, o, BPF_ANY);
+  else
+    bpf_map_delete_elem(&tg_orig_by_peer, &k);
+}
+
+SEC("sockops")
+int tg_sockops_orig(struct bpf_sock_ops *skops)
+{
+  if (skops->op == BPF_SOCK_OPS_TCP_CONNECT_CB)
+    tg_by_peer(skops);
+  return 1;
+}
 
 char LICENSE[] SEC("license") = "GPL";

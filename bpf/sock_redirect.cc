@@ -1,13 +1,20 @@
 #include "bpf/sock_redirect.h"
 
+#include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <fmt/format.h>
 
 #include <cerrno>
 #include <cstring>
 #include <utility>
+
+#ifndef SO_NETNS_COOKIE
+#define SO_NETNS_COOKIE 71  // Linux 5.14; older libc headers lack it
+#endif
 
 // The skeleton names struct tg_config from the ABI header, included above.
 #include "sock_redirect.skel.h"
@@ -46,6 +53,7 @@ Result<CgroupLinks> SockRedirect::attach(int cgroupFd, const std::string& descri
       {skel_->progs.tg_sock6_connect, "cgroup/connect6"},
       {skel_->progs.tg_sock4_sendmsg, "cgroup/sendmsg4"},
       {skel_->progs.tg_sock6_sendmsg, "cgroup/sendmsg6"},
+      {skel_->progs.tg_sockops_orig, "sockops"},
   };
   for (const auto& [prog, name] : progs) {
     if (auto st = links.attach(prog, cgroupFd, fmt::format("{} to cgroup {}", name, description));
@@ -56,12 +64,50 @@ Result<CgroupLinks> SockRedirect::attach(int cgroupFd, const std::string& descri
   return links;
 }
 
-Result<std::optional<tg_orig_dst>> SockRedirect::originalDst(uint64_t cookie) const {
+Result<std::optional<tg_orig_dst>> SockRedirect::takeOriginalDst(int acceptedFd) const {
+  const auto what = [acceptedFd] {
+    return fmt::format("bpf: original destination of accepted socket {}", acceptedFd);
+  };
+  tg_peer_key key{};
+  socklen_t len = sizeof key.netns_cookie;
+  if (::getsockopt(acceptedFd, SOL_SOCKET, SO_NETNS_COOKIE, &key.netns_cookie, &len) != 0) {
+    return failErrno(what() + ": SO_NETNS_COOKIE");
+  }
+  sockaddr_storage peer{};
+  socklen_t peerLen = sizeof peer;
+  if (::getpeername(acceptedFd, reinterpret_cast<sockaddr*>(&peer), &peerLen) != 0) {
+    return failErrno(what() + ": getpeername");
+  }
+  char text[INET6_ADDRSTRLEN] = {};
+  if (peer.ss_family == AF_INET) {
+    const auto& a = reinterpret_cast<const sockaddr_in&>(peer);
+    key.addr[0] = a.sin_addr.s_addr;
+    key.port = ntohs(a.sin_port);
+    key.family = 4;
+    ::inet_ntop(AF_INET, &a.sin_addr, text, sizeof text);
+  } else if (peer.ss_family == AF_INET6) {
+    const auto& a = reinterpret_cast<const sockaddr_in6&>(peer);
+    key.port = ntohs(a.sin6_port);
+    if (IN6_IS_ADDR_V4MAPPED(&a.sin6_addr)) {
+      std::memcpy(&key.addr[0], &a.sin6_addr.s6_addr[12], 4);  // as the sockops program folds it
+      key.family = 4;
+      ::inet_ntop(AF_INET, &key.addr[0], text, sizeof text);
+    } else {
+      std::memcpy(key.addr, &a.sin6_addr, sizeof key.addr);
+      key.family = 6;
+      ::inet_ntop(AF_INET6, &a.sin6_addr, text, sizeof text);
+    }
+  } else {
+    return fail(fmt::format("{}: peer of address family {}, not IP", what(), peer.ss_family),
+                EAFNOSUPPORT);
+  }
   tg_orig_dst o{};
-  int rc = bpf_map__lookup_elem(skel_->maps.tg_orig_dst, &cookie, sizeof cookie, &o, sizeof o, 0);
+  int rc = bpf_map__lookup_and_delete_elem(skel_->maps.tg_orig_by_peer, &key, sizeof key, &o,
+                                           sizeof o, 0);
   if (rc == -ENOENT) return std::optional<tg_orig_dst>();
   if (rc != 0) {
-    return fail(fmt::format("bpf: original destination of socket {}: {}", cookie, std::strerror(-rc)),
+    return fail(fmt::format("{} (peer {} port {}, netns cookie {}): tg_orig_by_peer: {}", what(),
+                            text, key.port, key.netns_cookie, std::strerror(-rc)),
                 -rc);
   }
   return std::optional<tg_orig_dst>(o);

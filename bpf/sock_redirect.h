@@ -14,8 +14,10 @@ namespace tollgate::bpf {
 
 // The eBPF mode's redirect (bpf/sock_redirect.bpf.c), loaded once per agent: cgroup/connect4/6
 // send a pod's TCP to the capture listener on its loopback and keep the original destination by
-// socket cookie; cgroup/sendmsg4/6 and connect for UDP send port 53 to the DNS proxy, 443 to the
-// QUIC socket and refuse the rest. Move-only; unloads on destruction.
+// socket cookie, which the sockops program copies at connect under the client's netns and local
+// address and port, for the proxy to take from its accepted socket (takeOriginalDst);
+// cgroup/sendmsg4/6 and connect for UDP send port 53 to the DNS proxy, 443 to the QUIC socket and
+// refuse the rest. Move-only; unloads on destruction.
 //
 // Not yet there: recvmsg4/6 and getpeername hooks that give a pod's UDP replies and peer names
 // their original address back (a resolver that checks the reply's source drops them today).
@@ -26,10 +28,14 @@ class SockRedirect {
   SockRedirect& operator=(SockRedirect&&) noexcept;
   ~SockRedirect();
 
-  // The four hooks attached to one cgroup (never the root cgroup).
+  // The hooks attached to one cgroup (never the root cgroup).
   Result<CgroupLinks> attach(int cgroupFd, const std::string& description) const;
-  // Where the redirected TCP socket with this cookie was going; nullopt when it is not known.
-  Result<std::optional<tg_orig_dst>> originalDst(uint64_t socketCookie) const;
+
+  // Where the pod's connection the proxy accepted as `acceptedFd` was going before it was
+  // redirected, found by the socket's netns (SO_NETNS_COOKIE) and its peer; nullopt when the
+  // connection was not redirected (the pod connected to the proxy's port itself) or the answer
+  // was taken already: the entry is deleted, an answer is given once.
+  Result<std::optional<tg_orig_dst>> takeOriginalDst(int acceptedFd) const;
 
  private:
   explicit SockRedirect(tg_sock_redirect* skel) : skel_(skel) {}

@@ -36,26 +36,42 @@ struct tg_counters {
   __u64 packets[TG_DROP_CLASSES];
 };
 
-/* Where a redirected connection was going (map tg_orig_dst, key: the socket cookie). addr holds
- * an IPv4 address in addr[0] when family is 4; both in network byte order. */
+/* Where a redirected connection was going: map tg_orig_dst by the client socket's cookie, and
+ * tg_orig_by_peer by struct tg_peer_key. addr is in network byte order, an IPv4 address in
+ * addr[0] (the rest zero) when family is 4; port is in host byte order. */
 struct tg_orig_dst {
   __u32 addr[4];
   __u16 port;
   __u16 family; /* 4 or 6 */
 };
 
+/* A redirected connection as the proxy sees it from its accepted socket: the pod's netns
+ * (SO_NETNS_COOKIE) and the peer, the client's local address and port. An IPv4-mapped address is
+ * IPv4 (family 4), so the key is the same whichever listener family accepted it. addr and port in
+ * the byte orders of tg_orig_dst; pad is zero (the whole key is hashed). */
+struct tg_peer_key {
+  __u64 netns_cookie;
+  __u32 addr[4];
+  __u16 port;
+  __u16 family; /* 4 or 6 */
+  __u32 pad;
+};
+
 #define TG_CONFIG_SIZE 8
 #define TG_ORIG_DST_SIZE 20
 #define TG_COUNTERS_SIZE 40
+#define TG_PEER_KEY_SIZE 32
 
 #ifdef __cplusplus
 static_assert(sizeof(struct tg_config) == TG_CONFIG_SIZE, "tg_config layout changed");
 static_assert(sizeof(struct tg_counters) == TG_COUNTERS_SIZE, "tg_counters layout changed");
 static_assert(sizeof(struct tg_orig_dst) == TG_ORIG_DST_SIZE, "tg_orig_dst layout changed");
+static_assert(sizeof(struct tg_peer_key) == TG_PEER_KEY_SIZE, "tg_peer_key layout changed");
 #else
 _Static_assert(sizeof(struct tg_config) == TG_CONFIG_SIZE, "tg_config layout changed");
 _Static_assert(sizeof(struct tg_counters) == TG_COUNTERS_SIZE, "tg_counters layout changed");
 _Static_assert(sizeof(struct tg_orig_dst) == TG_ORIG_DST_SIZE, "tg_orig_dst layout changed");
+_Static_assert(sizeof(struct tg_peer_key) == TG_PEER_KEY_SIZE, "tg_peer_key layout changed");
 #endif
 
 #endif

@@ -1,22 +1,67 @@
 // The eBPF mode's redirect hooks (bpf/sock_redirect.bpf.c), attached to a cgroup this test
 // creates, with a real process in it and in a pod netns that has no route anywhere: its TCP lands
-// on the "agent's" listeners on the pod's loopback with the original destination kept by socket
-// cookie (IPv4, IPv6, IPv4-mapped), UDP to 53 and 443 lands on the DNS and QUIC sockets, other
+// on the "agent's" listeners on the pod's loopback and the proxy learns the original destination
+// from its accepted socket (IPv4, IPv6, IPv4-mapped), once, and never for a connection the pod
+// made to the proxy's port itself; UDP to 53 and 443 lands on the DNS and QUIC sockets, other
 // UDP is refused. Root only.
 #include "bpf/sock_redirect.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
-#include <array>
+#include <algorithm>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <tuple>
+#include <vector>
 
 #include "bpf_fixture.h"
 
 namespace tollgate::bpf {
 namespace {
+
+// A process in the test's cgroup and pod netns (SockRedirectTest::pod). It sends text to the
+// test: what its function passes to pause() (then it waits for resume()) and what the function
+// returns; it exits, closing its sockets, when this goes.
+class PodProcess {
+ public:
+  using Pause = std::function<void(const std::string&)>;
+
+  PodProcess(pid_t pid, int from, int to) : pid_(pid), from_(from), to_(to) {}
+  PodProcess(const PodProcess&) = delete;
+  PodProcess& operator=(const PodProcess&) = delete;
+  ~PodProcess() {
+    ::close(to_);
+    ::close(from_);
+    int status = 0;
+    if (pid_ > 0) ::waitpid(pid_, &status, 0);
+  }
+
+  // The next text the process sent; "(gone)" when it exited before sending one.
+  std::string next() {
+    std::string s;
+    char c = 0;
+    while (::read(from_, &c, 1) == 1) {
+      if (c == '\0') return s;
+      s += c;
+    }
+    return "(gone)";
+  }
+  void resume() { (void)!::write(to_, "g", 1); }
+
+  // In the child.
+  static void send(int fd, const std::string& s) { (void)!::write(fd, s.c_str(), s.size() + 1); }
+
+ private:
+  pid_t pid_;
+  int from_, to_;
+};
 
 class SockRedirectTest : public testing::BpfNetnsTest {
  protected:
@@ -26,139 +71,287 @@ class SockRedirectTest : public testing::BpfNetnsTest {
     auto r = SockRedirect::load(testing::labConfig());
     ASSERT_TRUE(r) << r.error().str();
     redirect_.emplace(std::move(*r));
+    int cg = makeCgroup();
+    ASSERT_GE(cg, 0);
+    auto links = redirect_->attach(cg, cgroup_);
+    ::close(cg);
+    ASSERT_TRUE(links) << links.error().str();
+    links_ = std::move(*links);
   }
 
   void TearDown() override {
+    links_.reset();  // detach before the cgroup is removed
     redirect_.reset();
     BpfNetnsTest::TearDown();
   }
 
-  std::optional<SockRedirect> redirect_;
-};
-
-// Fills `ss` with addr:port of `family`; returns its length.
-socklen_t sockaddrOf(int family, const char* addr, uint16_t port, sockaddr_storage& ss) {
-  if (family == AF_INET) {
-    auto* a = reinterpret_cast<sockaddr_in*>(&ss);
-    a->sin_family = AF_INET;
-    a->sin_port = htons(port);
-    ::inet_pton(AF_INET, addr, &a->sin_addr);
-    return sizeof *a;
+  // Starts `fn(pause)` in a forked process in the cgroup and the pod netns.
+  template <typename F>
+  std::unique_ptr<PodProcess> pod(F fn) {
+    int from[2], to[2];
+    if (::pipe2(from, O_CLOEXEC) != 0 || ::pipe2(to, O_CLOEXEC) != 0) return nullptr;
+    pid_t pid = ::fork();
+    if (pid == 0) {
+      ::close(from[0]);
+      ::close(to[1]);
+      PodProcess::Pause pause = [&](const std::string& s) {
+        PodProcess::send(from[1], s);
+        char c;
+        if (::read(to[0], &c, 1) != 1) ::_exit(0);
+      };
+      PodProcess::send(from[1], enterPod() ? fn(pause) : std::string("could not enter the pod"));
+      char c;
+      (void)!::read(to[0], &c, 1);  // until the test lets go
+      ::_exit(0);
+    }
+    ::close(from[1]);
+    ::close(to[0]);
+    return std::make_unique<PodProcess>(pid, from[0], to[1]);
   }
-  auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
-  a->sin6_family = AF_INET6;
-  a->sin6_port = htons(port);
-  ::inet_pton(AF_INET6, addr, &a->sin6_addr);
-  return sizeof *a;
-}
-
-// A socket bound to addr:port in the calling thread's netns (listening for TCP).
-int bound(int family, int type, const char* addr, uint16_t port) {
-  int s = ::socket(family, type | SOCK_CLOEXEC, 0);
-  sockaddr_storage ss{};
-  socklen_t len = sockaddrOf(family, addr, port, ss);
-  if (family == AF_INET6) {
-    int one = 1;
-    ::setsockopt(s, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-  }
-  if (::bind(s, reinterpret_cast<sockaddr*>(&ss), len) != 0) return -1;
-  if (type == SOCK_STREAM) ::listen(s, 8);
-  return s;
-}
-
-TEST_F(SockRedirectTest, PodTrafficLandsOnTheAgentsSocketsWithItsOriginalDestination) {
-  int cg = makeCgroup();
-  ASSERT_GE(cg, 0);
-  auto links = redirect_->attach(cg, cgroup_);
-  ::close(cg);
-  ASSERT_TRUE(links) << links.error().str();
-  ASSERT_EQ(links->size(), 4u);
 
   // The agent's sockets in the pod netns, made outside the cgroup.
-  int tcp4 = -1, tcp6 = -1, dns = -1, quic = -1;
-  in(ns_, [&] {
-    tcp4 = bound(AF_INET, SOCK_STREAM, "127.0.0.1", 15001);
-    tcp6 = bound(AF_INET6, SOCK_STREAM, "::1", 15001);
-    dns = bound(AF_INET, SOCK_DGRAM, "127.0.0.1", 15053);
-    quic = bound(AF_INET, SOCK_DGRAM, "127.0.0.1", 15443);
-  });
-  ASSERT_GE(tcp4, 0);
-  ASSERT_GE(tcp6, 0);
-  ASSERT_GE(dns, 0);
-  ASSERT_GE(quic, 0);
-
-  int pipefd[2];
-  ASSERT_EQ(::pipe(pipefd), 0);
-  pid_t child = ::fork();
-  ASSERT_GE(child, 0);
-  if (child == 0) {
-    // The pod. Writes the cookies of its three TCP sockets, then exits with bits set for what
-    // went wrong: 1/2/4 a TCP connect failed, 8/16 a UDP send to 53/443 failed, 32/64 UDP to
-    // another port was not refused with EPERM (v4/v6).
-    if (!enterPod()) ::_exit(128);
-    int code = 0;
-    auto tcp = [&](int family, const char* addr, uint16_t port, int bit) -> uint64_t {
-      int s = ::socket(family, SOCK_STREAM, 0);
-      sockaddr_storage ss{};
-      socklen_t len = sockaddrOf(family, addr, port, ss);
-      if (::connect(s, reinterpret_cast<sockaddr*>(&ss), len) != 0) code |= bit;
-      uint64_t cookie = 0;
-      socklen_t cl = sizeof cookie;
-      ::getsockopt(s, SOL_SOCKET, SO_COOKIE, &cookie, &cl);
-      return cookie;  // the socket stays open until exit
-    };
-    std::array<uint64_t, 3> cookies = {tcp(AF_INET, "192.0.2.1", 80, 1),
-                                       tcp(AF_INET6, "2001:db8::1", 443, 2),
-                                       tcp(AF_INET6, "::ffff:192.0.2.1", 8080, 4)};
-    auto udp = [&](int family, const char* addr, uint16_t port) {
-      int s = ::socket(family, SOCK_DGRAM, 0);
-      sockaddr_storage ss{};
-      socklen_t len = sockaddrOf(family, addr, port, ss);
-      return ::sendto(s, "q", 1, 0, reinterpret_cast<sockaddr*>(&ss), len) == 1 ? 0 : errno;
-    };
-    if (udp(AF_INET, "192.0.2.53", 53) != 0) code |= 8;
-    if (udp(AF_INET, "192.0.2.1", 443) != 0) code |= 16;
-    if (udp(AF_INET, "192.0.2.1", 9999) != EPERM) code |= 32;
-    if (udp(AF_INET6, "2001:db8::1", 9999) != EPERM) code |= 64;
-    (void)!::write(pipefd[1], cookies.data(), sizeof cookies);
-    char wait;
-    (void)!::read(pipefd[1], &wait, 0);
-    ::_exit(code);
+  void agentSockets() {
+    in(ns_, [&] {
+      tcp4_ = bound(AF_INET, SOCK_STREAM, "127.0.0.1", 15001);
+      tcp6_ = bound(AF_INET6, SOCK_STREAM, "::1", 15001);
+      dns4_ = bound(AF_INET, SOCK_DGRAM, "127.0.0.1", 15053);
+      dns6_ = bound(AF_INET6, SOCK_DGRAM, "::1", 15053);
+      quic_ = bound(AF_INET, SOCK_DGRAM, "127.0.0.1", 15443);
+    });
+    for (int fd : {tcp4_, tcp6_, dns4_, dns6_, quic_}) ASSERT_GE(fd, 0);
   }
-  ::close(pipefd[1]);
-  std::array<uint64_t, 3> cookies{};
-  ASSERT_EQ(::read(pipefd[0], cookies.data(), sizeof cookies), static_cast<ssize_t>(sizeof cookies));
-  ::close(pipefd[0]);
-  int status = 0;
-  ASSERT_EQ(::waitpid(child, &status, 0), child);
-  ASSERT_TRUE(WIFEXITED(status));
-  int code = WEXITSTATUS(status);
-  EXPECT_EQ(code, 0) << "bits: 1/2/4 tcp v4/v6/mapped, 8/16 udp 53/443, 32/64 udp refused v4/v6";
 
-  // Each connection is queued on the listener of its family; each datagram on its socket.
-  auto pending = [](int fd) {
-    pollfd p{fd, POLLIN, 0};
-    return ::poll(&p, 1, 0) == 1;
-  };
-  EXPECT_TRUE(pending(tcp4));
-  EXPECT_TRUE(pending(tcp6));
-  EXPECT_TRUE(pending(dns));
-  EXPECT_TRUE(pending(quic));
-  for (int fd : {tcp4, tcp6, dns, quic}) ::close(fd);
-
-  auto dst = [&](uint64_t cookie) -> std::string {
-    auto o = redirect_->originalDst(cookie);
+  // What takeOriginalDst says about an accepted socket: "4 192.0.2.1 80", "(none)" or the error.
+  std::string take(int acceptedFd) const {
+    auto o = redirect_->takeOriginalDst(acceptedFd);
     if (!o) return o.error().str();
     if (!*o) return "(none)";
     char text[INET6_ADDRSTRLEN] = {};
     ::inet_ntop((*o)->family == 4 ? AF_INET : AF_INET6, (*o)->addr, text, sizeof text);
     return fmt::format("{} {} {}", (*o)->family, text, (*o)->port);
+  }
+
+  static socklen_t sockaddrOf(int family, const char* addr, uint16_t port, sockaddr_storage& ss) {
+    ss = {};
+    if (family == AF_INET) {
+      auto* a = reinterpret_cast<sockaddr_in*>(&ss);
+      a->sin_family = AF_INET;
+      a->sin_port = htons(port);
+      ::inet_pton(AF_INET, addr, &a->sin_addr);
+      return sizeof *a;
+    }
+    auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
+    a->sin6_family = AF_INET6;
+    a->sin6_port = htons(port);
+    ::inet_pton(AF_INET6, addr, &a->sin6_addr);
+    return sizeof *a;
+  }
+
+  static std::string errText() { return std::strerror(errno); }
+
+  // "addr port" of a socket address.
+  static std::string text(const sockaddr_storage& ss) {
+    char t[INET6_ADDRSTRLEN] = {};
+    if (ss.ss_family == AF_INET) {
+      const auto& a = reinterpret_cast<const sockaddr_in&>(ss);
+      ::inet_ntop(AF_INET, &a.sin_addr, t, sizeof t);
+      return fmt::format("{} {}", t, ntohs(a.sin_port));
+    }
+    const auto& a = reinterpret_cast<const sockaddr_in6&>(ss);
+    ::inet_ntop(AF_INET6, &a.sin6_addr, t, sizeof t);
+    return fmt::format("{} {}", t, ntohs(a.sin6_port));
+  }
+
+  // A socket bound to addr:port in the calling thread's netns (listening for TCP).
+  static int bound(int family, int type, const char* addr, uint16_t port) {
+    int s = ::socket(family, type | SOCK_CLOEXEC, 0);
+    sockaddr_storage ss{};
+    socklen_t len = sockaddrOf(family, addr, port, ss);
+    if (family == AF_INET6) {
+      int one = 1;
+      ::setsockopt(s, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    }
+    if (::bind(s, reinterpret_cast<sockaddr*>(&ss), len) != 0) return -1;
+    if (type == SOCK_STREAM) ::listen(s, 8);
+    return s;
+  }
+
+  // ::bind or ::connect of `s` to addr:port; "" or what failed.
+  static std::string call(int (*op)(int, const sockaddr*, socklen_t), int s, int family,
+                          const char* addr, uint16_t port) {
+    sockaddr_storage ss{};
+    socklen_t len = sockaddrOf(family, addr, port, ss);
+    if (op(s, reinterpret_cast<sockaddr*>(&ss), len) == 0) return "";
+    return fmt::format("{} {} {}: {}", op == ::bind ? "bind" : "connect", addr, port,
+                       std::strerror(errno));
+  }
+
+  // A socket connected to addr:port, or "-errno".
+  static int connected(int family, int type, const char* addr, uint16_t port) {
+    int s = ::socket(family, type, 0);
+    sockaddr_storage ss{};
+    socklen_t len = sockaddrOf(family, addr, port, ss);
+    return ::connect(s, reinterpret_cast<sockaddr*>(&ss), len) == 0 ? s : -errno;
+  }
+
+  // The next connection on `listener`, waiting up to 2 s; -1 when none came.
+  static int accepted(int listener) {
+    pollfd p{listener, POLLIN, 0};
+    if (::poll(&p, 1, 2000) != 1) return -1;
+    return ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
+  }
+
+  std::optional<SockRedirect> redirect_;
+  CgroupLinks links_;
+  int tcp4_ = -1, tcp6_ = -1, dns4_ = -1, dns6_ = -1, quic_ = -1;
+};
+
+TEST_F(SockRedirectTest, PodTrafficLandsOnTheAgentsSocketsAndTheProxyTakesItsOriginalDestination) {
+  EXPECT_EQ(links_.size(), 5u);
+  agentSockets();
+  if (HasFatalFailure()) return;
+
+  auto p = pod([&](const PodProcess::Pause&) {
+    std::string failed;
+    for (auto [family, addr, port] : {std::tuple{AF_INET, "192.0.2.1", 80},
+                                      std::tuple{AF_INET6, "2001:db8::1", 443},
+                                      std::tuple{AF_INET6, "::ffff:192.0.2.1", 8080}}) {
+      if (int s = connected(family, SOCK_STREAM, addr, port); s < 0) {
+        failed += fmt::format("tcp {} {}: {}; ", addr, port, std::strerror(-s));
+      }  // the socket stays open until the process exits
+    }
+    auto udp = [&](int family, const char* addr, uint16_t port) {
+      int s = ::socket(family, SOCK_DGRAM, 0);
+      sockaddr_storage ss{};
+      socklen_t len = sockaddrOf(family, addr, port, ss);
+      int err = ::sendto(s, "q", 1, 0, reinterpret_cast<sockaddr*>(&ss), len) == 1 ? 0 : errno;
+      ::close(s);
+      return err;
+    };
+    for (uint16_t port : {53, 443}) {
+      if (int e = udp(AF_INET, "192.0.2.1", port)) {
+        failed += fmt::format("udp {}: {}; ", port, std::strerror(e));
+      }
+    }
+    if (udp(AF_INET, "192.0.2.1", 9999) != EPERM) failed += "udp v4 9999 not refused; ";
+    if (udp(AF_INET6, "2001:db8::1", 9999) != EPERM) failed += "udp v6 9999 not refused; ";
+    return failed;
+  });
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->next(), "");
+
+  // The proxy's path: accept, then ask by the accepted socket. The IPv4-mapped connect is IPv4 on
+  // the wire and lands on the IPv4 listener.
+  std::vector<std::string> v4;
+  for (int i = 0; i < 2; ++i) {
+    int a = accepted(tcp4_);
+    ASSERT_GE(a, 0) << "connection " << i << " on the IPv4 listener";
+    v4.push_back(take(a));
+    EXPECT_EQ(take(a), "(none)") << "a second take";
+    ::close(a);
+  }
+  std::sort(v4.begin(), v4.end());
+  EXPECT_EQ(v4, (std::vector<std::string>{"4 192.0.2.1 80", "4 192.0.2.1 8080"}));
+  int a6 = accepted(tcp6_);
+  ASSERT_GE(a6, 0);
+  EXPECT_EQ(take(a6), "6 2001:db8::1 443");
+  EXPECT_EQ(take(a6), "(none)");
+  ::close(a6);
+
+  auto pending = [](int fd) {
+    pollfd q{fd, POLLIN, 0};
+    return ::poll(&q, 1, 0) == 1;
   };
-  EXPECT_EQ(dst(cookies[0]), "4 192.0.2.1 80");
-  EXPECT_EQ(dst(cookies[1]), "6 2001:db8::1 443");
-  EXPECT_EQ(dst(cookies[2]), "4 192.0.2.1 8080");  // IPv4-mapped is IPv4
-  EXPECT_EQ(dst(12345), "(none)");
-  links->reset();  // detach before the cgroup is removed
+  EXPECT_TRUE(pending(dns4_));
+  EXPECT_TRUE(pending(quic_));
+
+  // Not a socket: an error that says what was asked.
+  int pipefd[2];
+  ASSERT_EQ(::pipe(pipefd), 0);
+  auto bad = redirect_->takeOriginalDst(pipefd[0]);
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().str().find("SO_NETNS_COOKIE"), std::string::npos) << bad.error().str();
+  ::close(pipefd[0]);
+  ::close(pipefd[1]);
+  for (int fd : {tcp4_, tcp6_, dns4_, dns6_, quic_}) ::close(fd);
+}
+
+// A stale entry is never served: the pod reuses a local port that carried a redirected connection
+// (SO_REUSEADDR) for a connection straight to the proxy's port, and a redirected socket connects
+// again, straight to the proxy's port, after undoing its connect (AF_UNSPEC).
+TEST_F(SockRedirectTest, AConnectStraightToTheProxyPortHasNoOriginalDestination) {
+  agentSockets();
+  if (HasFatalFailure()) return;
+  auto reusable = [](int family) {
+    int s = ::socket(family, SOCK_STREAM, 0);
+    int one = 1;
+    ::setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    return s;
+  };
+  auto peerPort = [](int fd) {
+    sockaddr_storage ss{};
+    socklen_t len = sizeof ss;
+    ::getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len);
+    return ntohs(reinterpret_cast<sockaddr_in&>(ss).sin_port);
+  };
+
+  uint16_t port = 0;
+  {
+    // The redirected connection, whose answer the proxy never takes (it shed the connection).
+    auto p = pod([&](const PodProcess::Pause&) -> std::string {
+      int s = reusable(AF_INET);
+      if (auto e = call(::bind, s, AF_INET, "0.0.0.0", 0); !e.empty()) return e;
+      if (auto e = call(::connect, s, AF_INET, "192.0.2.1", 80); !e.empty()) return e;
+      linger reset{1, 0};  // closed by RST: no TIME_WAIT on either side holds the port
+      ::setsockopt(s, SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
+      return "ok";
+    });
+    ASSERT_TRUE(p);
+    ASSERT_EQ(p->next(), "ok");
+    int a = accepted(tcp4_);
+    ASSERT_GE(a, 0);
+    port = peerPort(a);
+    ::close(a);
+  }
+  {
+    auto p = pod([&](const PodProcess::Pause&) -> std::string {
+      int s = reusable(AF_INET);
+      if (auto e = call(::bind, s, AF_INET, "0.0.0.0", port); !e.empty()) return e;
+      if (auto e = call(::connect, s, AF_INET, "127.0.0.1", 15001); !e.empty()) return e;
+      return "ok";
+    });
+    ASSERT_TRUE(p);
+    ASSERT_EQ(p->next(), "ok");
+    int a = accepted(tcp4_);
+    ASSERT_GE(a, 0);
+    EXPECT_EQ(peerPort(a), port) << "the same local port";
+    EXPECT_EQ(take(a), "(none)");
+    ::close(a);
+  }
+  {
+    auto p = pod([&](const PodProcess::Pause& pause) -> std::string {
+      int s = connected(AF_INET, SOCK_STREAM, "192.0.2.1", 80);
+      if (s < 0) return fmt::format("connect: {}", std::strerror(-s));
+      pause("redirected");
+      sockaddr unspec{};
+      unspec.sa_family = AF_UNSPEC;
+      if (::connect(s, &unspec, sizeof unspec) != 0) return "AF_UNSPEC: " + errText();
+      if (auto e = call(::connect, s, AF_INET, "127.0.0.1", 15001); !e.empty()) return e;
+      return "ok";
+    });
+    ASSERT_TRUE(p);
+    ASSERT_EQ(p->next(), "redirected");
+    int a = accepted(tcp4_);
+    ASSERT_GE(a, 0);
+    ::close(a);  // not taken
+    p->resume();
+    ASSERT_EQ(p->next(), "ok");
+    a = accepted(tcp4_);
+    ASSERT_GE(a, 0);
+    EXPECT_EQ(take(a), "(none)");
+    ::close(a);
+  }
+  for (int fd : {tcp4_, tcp6_, dns4_, dns6_, quic_}) ::close(fd);
 }
 
 }  // namespace
