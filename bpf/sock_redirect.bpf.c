@@ -7,7 +7,9 @@
  *                                            (tg_orig_dst), and by the client's netns and local
  *                                            address and port (tg_orig_by_peer, the sockops
  *                                            program) for the proxy, which knows only its peer
- *   UDP (connect or sendmsg) to port 53   -> the DNS proxy, :dns_port
+ *   UDP (connect or sendmsg) to port 53   -> the DNS proxy, :dns_port; the server asked kept by
+ *                                            socket cookie (tg_udp_orig), and given back by
+ *                                            cgroup/recvmsg4/6 as the source of its replies
  *   UDP to port 443                       -> the read-only QUIC telemetry socket, :quic_port
  *   any other UDP off loopback            -> refused (EPERM)
  * IPv4-mapped IPv6 (::ffff:a.b.c.d) is handled as IPv4 and rewritten to ::ffff:127.0.0.1.
@@ -50,6 +52,15 @@ struct {
   __type(value, struct tg_orig_dst);
 } tg_orig_by_peer SEC(".maps");
 
+/* Where a pod's UDP socket last sent DNS (port 53), by socket cookie: what recvmsg4/6 put back as
+ * the source of the DNS proxy's replies. */
+struct {
+  __uint(type, BPF_MAP_TYPE_LRU_HASH);
+  __uint(max_entries, 65536);
+  __type(key, __u64); /* socket cookie */
+  __type(value, struct tg_orig_dst);
+} tg_udp_orig SEC(".maps");
+
 /* The port a UDP datagram to `port` is sent to instead; 0: refuse it. */
 static __always_inline __u16 tg_udp_port(__u16 port)
 {
@@ -58,6 +69,13 @@ static __always_inline __u16 tg_udp_port(__u16 port)
   if (port == 443)
     return tg_cfg.quic_port;
   return 0;
+}
+
+/* Keeps where a UDP socket sent DNS. */
+static __always_inline void tg_keep_dns(void *ctx, struct tg_orig_dst *o)
+{
+  __u64 cookie = bpf_get_socket_cookie(ctx);
+  bpf_map_update_elem(&tg_udp_orig, &cookie, o, BPF_ANY);
 }
 
 /* A TCP socket going straight to loopback has no original destination. */
@@ -90,6 +108,10 @@ static __always_inline int tg_redirect4(void *ctx, __u32 type, __u32 *ip4, __u16
     __u16 to = tg_udp_port(*port);
     if (!to)
       return 0;
+    if (*port == 53) {
+      struct tg_orig_dst o = {.addr = {*ip4, 0, 0, 0}, .port = 53, .family = 4};
+      tg_keep_dns(ctx, &o);
+    }
     *ip4 = bpf_htonl(0x7f000001);
     *port = to;
     return 1;
@@ -132,6 +154,10 @@ static __always_inline int tg_sock6(struct bpf_sock_addr *ctx)
     bpf_map_update_elem(&tg_orig_dst, &cookie, &o, BPF_ANY);
     port = tg_cfg.proxy_port;
   } else if (ctx->type == TG_SOCK_DGRAM) {
+    if (port == 53) {
+      struct tg_orig_dst o = {.addr = {a0, a1, a2, a3}, .port = 53, .family = 6};
+      tg_keep_dns(ctx, &o);
+    }
     port = tg_udp_port(port);
     if (!port)
       return 0;
@@ -157,6 +183,66 @@ int tg_sock6_connect(struct bpf_sock_addr *ctx) { return tg_sock6(ctx); }
 
 SEC("cgroup/sendmsg6")
 int tg_sock6_sendmsg(struct bpf_sock_addr *ctx) { return tg_sock6(ctx); }
+
+/* The redirect undone for what a socket is told about its peer: when the address in ctx is the
+ * loopback redirect target 127.0.0.1:port and `map` knows where the socket was going (as IPv4),
+ * ctx gets that back. Anything else is left as it is. */
+static __always_inline void tg_restore4(struct bpf_sock_addr *ctx, void *map, __u16 port)
+{
+  if (ctx->user_ip4 != bpf_htonl(0x7f000001) || ctx->user_port != bpf_htons(port))
+    return;
+  __u64 cookie = bpf_get_socket_cookie(ctx);
+  struct tg_orig_dst *o = bpf_map_lookup_elem(map, &cookie);
+  if (!o || o->family != 4)
+    return;
+  TG_CTX_STORE(ctx, user_ip4, o->addr[0]);
+  TG_CTX_STORE(ctx, user_port, bpf_htons(o->port));
+}
+
+/* The same for an IPv6 socket: [::1]:port stands for an IPv6 destination, [::ffff:127.0.0.1]:port
+ * for an IPv4 one, given back IPv4-mapped. */
+static __always_inline void tg_restore6(struct bpf_sock_addr *ctx, void *map, __u16 port)
+{
+  if (ctx->user_port != bpf_htons(port))
+    return;
+  __u32 a0 = ctx->user_ip6[0], a1 = ctx->user_ip6[1], a2 = ctx->user_ip6[2], a3 = ctx->user_ip6[3];
+  __u16 family;
+  if (a0 == 0 && a1 == 0 && a2 == 0 && a3 == bpf_htonl(1))
+    family = 6;
+  else if (a0 == 0 && a1 == 0 && a2 == bpf_htonl(0xffff) && a3 == bpf_htonl(0x7f000001))
+    family = 4;
+  else
+    return;
+  __u64 cookie = bpf_get_socket_cookie(ctx);
+  struct tg_orig_dst *o = bpf_map_lookup_elem(map, &cookie);
+  if (!o || o->family != family)
+    return;
+  if (family == 4) {
+    TG_CTX_STORE(ctx, user_ip6[3], o->addr[0]);
+  } else {
+    TG_CTX_STORE(ctx, user_ip6[0], o->addr[0]);
+    TG_CTX_STORE(ctx, user_ip6[1], o->addr[1]);
+    TG_CTX_STORE(ctx, user_ip6[2], o->addr[2]);
+    TG_CTX_STORE(ctx, user_ip6[3], o->addr[3]);
+  }
+  TG_CTX_STORE(ctx, user_port, bpf_htons(o->port));
+}
+
+/* The source of a UDP datagram a pod socket receives: the DNS proxy's reply comes from where the
+ * query was sent, so a resolver that checks it (glibc does) takes it. recvmsg must return 1. */
+SEC("cgroup/recvmsg4")
+int tg_sock4_recvmsg(struct bpf_sock_addr *ctx)
+{
+  tg_restore4(ctx, &tg_udp_orig, tg_cfg.dns_port);
+  return 1;
+}
+
+SEC("cgroup/recvmsg6")
+int tg_sock6_recvmsg(struct bpf_sock_addr *ctx)
+{
+  tg_restore6(ctx, &tg_udp_orig, tg_cfg.dns_port);
+  return 1;
+}
 
 /* At BPF_SOCK_OPS_TCP_CONNECT_CB the client's local address and port are set and no SYN is sent
  * yet, so the entry is there before the proxy can accept. A connect that was not redirected (to

@@ -17,10 +17,12 @@ namespace tollgate::bpf {
 // socket cookie, which the sockops program copies at connect under the client's netns and local
 // address and port, for the proxy to take from its accepted socket (takeOriginalDst);
 // cgroup/sendmsg4/6 and connect for UDP send port 53 to the DNS proxy, 443 to the QUIC socket and
-// refuse the rest. Move-only; unloads on destruction.
+// refuse the rest; cgroup/recvmsg4/6 make the DNS proxy's replies come from the server the pod
+// asked (a resolver that checks the reply's source, as glibc does, would drop them). Move-only;
+// unloads on destruction.
 //
-// Not yet there: recvmsg4/6 and getpeername hooks that give a pod's UDP replies and peer names
-// their original address back (a resolver that checks the reply's source drops them today).
+// Not yet there: getpeername hooks that give a redirected socket's peer name its original
+// address back.
 class SockRedirect {
  public:
   static Result<SockRedirect> load(const tg_config& config);

@@ -3,7 +3,7 @@
 // on the "agent's" listeners on the pod's loopback and the proxy learns the original destination
 // from its accepted socket (IPv4, IPv6, IPv4-mapped), once, and never for a connection the pod
 // made to the proxy's port itself; UDP to 53 and 443 lands on the DNS and QUIC sockets, other
-// UDP is refused. Root only.
+// UDP is refused, and the DNS proxy's replies come from where the query was sent. Root only.
 #include "bpf/sock_redirect.h"
 
 #include <arpa/inet.h>
@@ -207,7 +207,7 @@ class SockRedirectTest : public testing::BpfNetnsTest {
 };
 
 TEST_F(SockRedirectTest, PodTrafficLandsOnTheAgentsSocketsAndTheProxyTakesItsOriginalDestination) {
-  EXPECT_EQ(links_.size(), 5u);
+  EXPECT_EQ(links_.size(), 7u);
   agentSockets();
   if (HasFatalFailure()) return;
 
@@ -351,6 +351,53 @@ TEST_F(SockRedirectTest, AConnectStraightToTheProxyPortHasNoOriginalDestination)
     EXPECT_EQ(take(a), "(none)");
     ::close(a);
   }
+  for (int fd : {tcp4_, tcp6_, dns4_, dns6_, quic_}) ::close(fd);
+}
+
+// Unconnected sendto, as a resolver may: the DNS proxy answers from its loopback port, the pod
+// sees the answer come from the server it asked (IPv4, IPv6, IPv4-mapped).
+TEST_F(SockRedirectTest, DnsRepliesComeFromWhereTheQueryWasSent) {
+  agentSockets();
+  if (HasFatalFailure()) return;
+  auto p = pod([&](const PodProcess::Pause&) {
+    std::string seen;
+    for (auto [family, addr] : {std::pair{AF_INET, "192.0.2.53"},
+                                std::pair{AF_INET6, "2001:db8::53"},
+                                std::pair{AF_INET6, "::ffff:192.0.2.53"}}) {
+      int s = ::socket(family, SOCK_DGRAM, 0);
+      timeval wait{2, 0};
+      ::setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof wait);
+      sockaddr_storage to{};
+      socklen_t len = sockaddrOf(family, addr, 53, to);
+      char answer[8];
+      sockaddr_storage from{};
+      socklen_t fromLen = sizeof from;
+      if (::sendto(s, "q", 1, 0, reinterpret_cast<sockaddr*>(&to), len) != 1) {
+        seen += fmt::format("sendto {}: {}; ", addr, errText());
+      } else if (::recvfrom(s, answer, sizeof answer, 0, reinterpret_cast<sockaddr*>(&from),
+                            &fromLen) != 1) {
+        seen += fmt::format("recvfrom after {}: {}; ", addr, errText());
+      } else {
+        seen += text(from) + "; ";
+      }
+      ::close(s);
+    }
+    return seen;
+  });
+  ASSERT_TRUE(p);
+  // The DNS proxy: each query lands on the loopback socket of its family and is answered.
+  for (int i = 0; i < 3; ++i) {
+    pollfd q[2] = {{dns4_, POLLIN, 0}, {dns6_, POLLIN, 0}};
+    ASSERT_GT(::poll(q, 2, 2000), 0) << "query " << i;
+    int fd = (q[0].revents & POLLIN) ? dns4_ : dns6_;
+    char query[8];
+    sockaddr_storage client{};
+    socklen_t len = sizeof client;
+    auto* from = reinterpret_cast<sockaddr*>(&client);
+    ASSERT_EQ(::recvfrom(fd, query, sizeof query, 0, from, &len), 1);
+    ASSERT_EQ(::sendto(fd, "a", 1, 0, from, len), 1);
+  }
+  EXPECT_EQ(p->next(), "192.0.2.53 53; 2001:db8::53 53; ::ffff:192.0.2.53 53; ");
   for (int fd : {tcp4_, tcp6_, dns4_, dns6_, quic_}) ::close(fd);
 }
 
