@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /* The eBPF mode's redirect, attached to each pod's cgroup: cgroup/connect4/6 and
- * cgroup/sendmsg4/6 rewrite where a pod's sockets go before anything is sent.
+ * cgroup/sendmsg4/6 rewrite where a pod's sockets go before anything is sent; cgroup/recvmsg4/6
+ * and cgroup/getpeername4/6 undo it in what the pod is told about its peers.
  *
  *   TCP connect to anything but loopback  -> the capture listener, 127.0.0.1 / ::1 :proxy_port;
  *                                            the original destination kept by socket cookie
@@ -12,6 +13,8 @@
  *                                            cgroup/recvmsg4/6 as the source of its replies
  *   UDP to port 443                       -> the read-only QUIC telemetry socket, :quic_port
  *   any other UDP off loopback            -> refused (EPERM)
+ * getpeername of a redirected TCP socket or a UDP socket connected to port 53 gives the original
+ * destination.
  * IPv4-mapped IPv6 (::ffff:a.b.c.d) is handled as IPv4 and rewritten to ::ffff:127.0.0.1.
  * What gets past these (raw sockets, a socket from before the attach) meets skb_backstop. */
 #include "vmlinux.h"
@@ -241,6 +244,29 @@ SEC("cgroup/recvmsg6")
 int tg_sock6_recvmsg(struct bpf_sock_addr *ctx)
 {
   tg_restore6(ctx, &tg_udp_orig, tg_cfg.dns_port);
+  return 1;
+}
+
+/* What a redirected socket is told its peer is: a TCP socket the destination it connected to (the
+ * proxy serves that), a connected UDP socket the DNS server it asked. Only the loopback redirect
+ * target (:proxy_port, :dns_port) is rewritten. getpeername must return 1. */
+SEC("cgroup/getpeername4")
+int tg_sock4_getpeername(struct bpf_sock_addr *ctx)
+{
+  if (ctx->type == TG_SOCK_STREAM)
+    tg_restore4(ctx, &tg_orig_dst, tg_cfg.proxy_port);
+  else if (ctx->type == TG_SOCK_DGRAM)
+    tg_restore4(ctx, &tg_udp_orig, tg_cfg.dns_port);
+  return 1;
+}
+
+SEC("cgroup/getpeername6")
+int tg_sock6_getpeername(struct bpf_sock_addr *ctx)
+{
+  if (ctx->type == TG_SOCK_STREAM)
+    tg_restore6(ctx, &tg_orig_dst, tg_cfg.proxy_port);
+  else if (ctx->type == TG_SOCK_DGRAM)
+    tg_restore6(ctx, &tg_udp_orig, tg_cfg.dns_port);
   return 1;
 }
 

@@ -55,6 +55,8 @@ Result<CgroupLinks> SockRedirect::attach(int cgroupFd, const std::string& descri
       {skel_->progs.tg_sock6_sendmsg, "cgroup/sendmsg6"},
       {skel_->progs.tg_sock4_recvmsg, "cgroup/recvmsg4"},
       {skel_->progs.tg_sock6_recvmsg, "cgroup/recvmsg6"},
+      {skel_->progs.tg_sock4_getpeername, "cgroup/getpeername4"},
+      {skel_->progs.tg_sock6_getpeername, "cgroup/getpeername6"},
       {skel_->progs.tg_sockops_orig, "sockops"},
   };
   for (const auto& [prog, name] : progs) {

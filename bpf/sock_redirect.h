@@ -12,17 +12,22 @@ struct tg_sock_redirect;
 
 namespace tollgate::bpf {
 
-// The eBPF mode's redirect (bpf/sock_redirect.bpf.c), loaded once per agent: cgroup/connect4/6
-// send a pod's TCP to the capture listener on its loopback and keep the original destination by
-// socket cookie, which the sockops program copies at connect under the client's netns and local
-// address and port, for the proxy to take from its accepted socket (takeOriginalDst);
-// cgroup/sendmsg4/6 and connect for UDP send port 53 to the DNS proxy, 443 to the QUIC socket and
-// refuse the rest; cgroup/recvmsg4/6 make the DNS proxy's replies come from the server the pod
-// asked (a resolver that checks the reply's source, as glibc does, would drop them). Move-only;
-// unloads on destruction.
-//
-// Not yet there: getpeername hooks that give a redirected socket's peer name its original
-// address back.
+// The eBPF mode's redirect (bpf/sock_redirect.bpf.c), loaded once per agent and attached to each
+// pod's cgroup:
+//   cgroup/connect4/6      a TCP connect off loopback goes to the capture listener on the pod's
+//                          loopback (:proxy_port), its original destination kept by socket cookie;
+//                          UDP as for sendmsg
+//   cgroup/sendmsg4/6      UDP to port 53 goes to the DNS proxy (:dns_port), the server asked
+//                          kept by socket cookie; 443 to the QUIC socket; the rest is refused
+//   sockops                at TCP connect, copies the original destination under the client's
+//                          netns and local address and port, for the proxy to take from its
+//                          accepted socket (takeOriginalDst); deletes that entry for a connect
+//                          that was not redirected
+//   cgroup/recvmsg4/6      the DNS proxy's replies come from the server the pod asked (a resolver
+//                          that checks the reply's source, as glibc does, drops them otherwise)
+//   cgroup/getpeername4/6  a redirected TCP socket, or a UDP socket connected to port 53, is
+//                          told its original destination as its peer, not the loopback target
+// Move-only; unloads on destruction.
 class SockRedirect {
  public:
   static Result<SockRedirect> load(const tg_config& config);

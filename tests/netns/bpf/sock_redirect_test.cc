@@ -3,7 +3,8 @@
 // on the "agent's" listeners on the pod's loopback and the proxy learns the original destination
 // from its accepted socket (IPv4, IPv6, IPv4-mapped), once, and never for a connection the pod
 // made to the proxy's port itself; UDP to 53 and 443 lands on the DNS and QUIC sockets, other
-// UDP is refused, and the DNS proxy's replies come from where the query was sent. Root only.
+// UDP is refused, the DNS proxy's replies come from where the query was sent, and getpeername
+// gives a redirected socket its original destination. Root only.
 #include "bpf/sock_redirect.h"
 
 #include <arpa/inet.h>
@@ -80,6 +81,9 @@ class SockRedirectTest : public testing::BpfNetnsTest {
   }
 
   void TearDown() override {
+    for (int fd : {tcp4_, tcp6_, dns4_, dns6_, quic_}) {
+      if (fd >= 0) ::close(fd);
+    }
     links_.reset();  // detach before the cgroup is removed
     redirect_.reset();
     BpfNetnsTest::TearDown();
@@ -186,12 +190,15 @@ class SockRedirectTest : public testing::BpfNetnsTest {
                        std::strerror(errno));
   }
 
-  // A socket connected to addr:port, or "-errno".
+  // A socket connected to addr:port, or -errno.
   static int connected(int family, int type, const char* addr, uint16_t port) {
     int s = ::socket(family, type, 0);
     sockaddr_storage ss{};
     socklen_t len = sockaddrOf(family, addr, port, ss);
-    return ::connect(s, reinterpret_cast<sockaddr*>(&ss), len) == 0 ? s : -errno;
+    if (::connect(s, reinterpret_cast<sockaddr*>(&ss), len) == 0) return s;
+    int err = errno;
+    ::close(s);
+    return -err;
   }
 
   // The next connection on `listener`, waiting up to 2 s; -1 when none came.
@@ -207,7 +214,7 @@ class SockRedirectTest : public testing::BpfNetnsTest {
 };
 
 TEST_F(SockRedirectTest, PodTrafficLandsOnTheAgentsSocketsAndTheProxyTakesItsOriginalDestination) {
-  EXPECT_EQ(links_.size(), 7u);
+  EXPECT_EQ(links_.size(), 9u);
   agentSockets();
   if (HasFatalFailure()) return;
 
@@ -273,7 +280,6 @@ TEST_F(SockRedirectTest, PodTrafficLandsOnTheAgentsSocketsAndTheProxyTakesItsOri
   EXPECT_NE(bad.error().str().find("SO_NETNS_COOKIE"), std::string::npos) << bad.error().str();
   ::close(pipefd[0]);
   ::close(pipefd[1]);
-  for (int fd : {tcp4_, tcp6_, dns4_, dns6_, quic_}) ::close(fd);
 }
 
 // A stale entry is never served: the pod reuses a local port that carried a redirected connection
@@ -351,7 +357,6 @@ TEST_F(SockRedirectTest, AConnectStraightToTheProxyPortHasNoOriginalDestination)
     EXPECT_EQ(take(a), "(none)");
     ::close(a);
   }
-  for (int fd : {tcp4_, tcp6_, dns4_, dns6_, quic_}) ::close(fd);
 }
 
 // Unconnected sendto, as a resolver may: the DNS proxy answers from its loopback port, the pod
@@ -398,7 +403,43 @@ TEST_F(SockRedirectTest, DnsRepliesComeFromWhereTheQueryWasSent) {
     ASSERT_EQ(::sendto(fd, "a", 1, 0, from, len), 1);
   }
   EXPECT_EQ(p->next(), "192.0.2.53 53; 2001:db8::53 53; ::ffff:192.0.2.53 53; ");
-  for (int fd : {tcp4_, tcp6_, dns4_, dns6_, quic_}) ::close(fd);
+}
+
+// getpeername of a redirected TCP socket and of a UDP socket connected to port 53 gives where it
+// was going; a pod's connection straight to the proxy's port keeps its loopback peer.
+TEST_F(SockRedirectTest, ARedirectedSocketsPeerIsItsOriginalDestination) {
+  agentSockets();
+  if (HasFatalFailure()) return;
+  auto p = pod([&](const PodProcess::Pause&) {
+    std::string peers;
+    for (auto [type, family, addr, port] : {
+             std::tuple{SOCK_STREAM, AF_INET, "192.0.2.1", 80},
+             std::tuple{SOCK_STREAM, AF_INET6, "2001:db8::1", 443},
+             std::tuple{SOCK_STREAM, AF_INET6, "::ffff:192.0.2.1", 8080},
+             std::tuple{SOCK_DGRAM, AF_INET, "192.0.2.53", 53},
+             std::tuple{SOCK_DGRAM, AF_INET6, "2001:db8::53", 53},
+             std::tuple{SOCK_DGRAM, AF_INET6, "::ffff:192.0.2.53", 53},
+             std::tuple{SOCK_STREAM, AF_INET, "127.0.0.1", 15001},
+             std::tuple{SOCK_STREAM, AF_INET6, "::1", 15001},
+         }) {
+      int s = connected(family, type, addr, port);
+      sockaddr_storage peer{};
+      socklen_t len = sizeof peer;
+      if (s < 0) {
+        peers += fmt::format("connect {} {}: {}; ", addr, port, std::strerror(-s));
+      } else if (::getpeername(s, reinterpret_cast<sockaddr*>(&peer), &len) != 0) {
+        peers += fmt::format("getpeername after {}: {}; ", addr, errText());
+      } else {
+        peers += text(peer) + "; ";
+      }
+    }
+    return peers;
+  });
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->next(),
+            "192.0.2.1 80; 2001:db8::1 443; ::ffff:192.0.2.1 8080; "
+            "192.0.2.53 53; 2001:db8::53 53; ::ffff:192.0.2.53 53; "
+            "127.0.0.1 15001; ::1 15001; ");
 }
 
 }  // namespace
