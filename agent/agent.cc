@@ -37,6 +37,16 @@ Agent::Agent(AgentOptions options)
   inputs_.events = &events_;
   inputs_.options.sniffTimeout = options_.sniffTimeout;
   inputs_.options.maxConnectionsPerPod = options_.maxConnectionsPerPod;
+  // The eBPF mode's record first (a connection it redirected has no conntrack entry), then
+  // SO_ORIGINAL_DST: pods still under nftables during a mode change keep working.
+  inputs_.originalDst = [this](int fd) -> Result<proxy::Endpoint> {
+    if (auto bpf = bpf_.load()) {
+      if (auto o = bpf->originalDst(fd)) return o;
+    }
+    auto local = proxy::localEndpoint(fd);
+    if (!local) return std::unexpected(local.error());
+    return proxy::originalDestination(fd, local->ip.isV4() ? AF_INET : AF_INET6);
+  };
 }
 
 Agent::~Agent() { stop(); }
@@ -93,11 +103,36 @@ void Agent::apply(const policy::Snapshot& snapshot) {
   rp.dnsProxyPort = inputs_.options.dnsProxyPort;
   rp.quicPort = inputs_.options.quicPort;
   if (rp.dnsProxyPort != 0) rp.dnsPort = 53;  // what pods send to, whatever the upstream port
-  if (auto r = NftRedirect::create(rp)) {
+  // The flag wins over the config: the node knows what its kernel runs.
+  std::string mode = options_.redirectMode;
+  if (mode.empty() && mesh.redirectMode) {
+    mode = *mesh.redirectMode == policy::RedirectMode::Ebpf ? "ebpf" : "nftables";
+  }
+  if (mode.empty()) mode = "nftables";
+  if (mode == "ebpf") {
+    auto current = bpf_.load();
+    const auto& cp = current ? current->params() : rp;
+    if (current && cp.proxyPort == rp.proxyPort && cp.dnsProxyPort == rp.dnsProxyPort &&
+        cp.quicPort == rp.quicPort) {
+      pods_->setRedirect(current);
+    } else if (auto r = BpfRedirect::create(rp, options_.bpfPinDir)) {
+      bpf_.store(*r);
+      pods_->setRedirect(*r);
+      log::info(kLog, "redirect mode ebpf: programs loaded, pinned under {}", options_.bpfPinDir);
+    } else {
+      metrics_.redirectLoadFailures++;
+      log::error(kLog, "ebpf redirect: {}; keeping the previous redirect (without one, ADDs are "
+                 "refused: agent not ready)", r.error().str());
+      mode = redirectMode_.load();
+    }
+  } else if (auto r = NftRedirect::create(rp)) {
     pods_->setRedirect(std::make_shared<const NftRedirect>(std::move(*r)));
   } else {
+    metrics_.redirectLoadFailures++;
     log::error(kLog, "redirect rules from config: {}; keeping the previous rules", r.error().str());
+    mode = redirectMode_.load();
   }
+  redirectMode_ = mode == "ebpf" ? "ebpf" : "nftables";
 
   FenceParams fp;
   fp.podInterfaces = options_.podInterfaces;
@@ -403,6 +438,8 @@ admin::AdminReply Agent::verify(const admin::VerifyRequest& req) {
   in.name = req.name();
   in.pod = subject->netns;
   in.redirect = subject->redirect;
+  in.podKey = subject->key;
+  in.podCgroup = subject->cgroup;
   std::shared_ptr<const HostFence> fence;
   {
     std::lock_guard lock(fenceMu_);
@@ -438,7 +475,7 @@ admin::AgentStatus Agent::status() const {
   s.set_uptime_seconds(static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::seconds>(
                                                  std::chrono::steady_clock::now() - startedAt_)
                                                  .count()));
-  s.set_redirect_mode("nftables");
+  s.set_redirect_mode(redirectMode_);
   s.set_config_source("files:" + options_.configDir);
   auto snap = snapshots_.load();
   if (snap) {

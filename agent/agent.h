@@ -11,6 +11,8 @@
 #include <vector>
 
 #include "identity/certificate_authority.h"
+#include "agent/bpf_redirect.h"
+#include "common/shared_slot.h"
 #include "agent/admin_server.h"
 #include "agent/config_watcher.h"
 #include "agent/enroll_server.h"
@@ -131,6 +133,11 @@ class Agent {
   std::mutex reloadMu_;
   std::mutex fenceMu_;
   std::shared_ptr<const HostFence> fence_;  // as installed; a verify holds its copy
+  // The eBPF redirect once the mode was ebpf (kept across reloads that do not change its ports,
+  // so programs are loaded once); the proxy asks it for original destinations. SharedSlot: read
+  // by every accepted connection, swapped by apply().
+  SharedSlot<const BpfRedirect> bpf_;
+  std::atomic<const char*> redirectMode_{"nftables"};  // what apply() installed last (status)
   std::shared_ptr<const identity::CertificateAuthority> ca_;
   std::unique_ptr<identity::SvidManager> svids_;
   std::unique_ptr<proxy::TunnelPool> tunnels_;

@@ -203,8 +203,9 @@ YAML::Node withPlugins(const YAML::Node& list, const YAML::Node& plugins) {
 }  // namespace
 
 std::string defaultPluginConfig(const std::string& socket, const std::string& failMode) {
+  // cgroupPath: the runtime passes the pod's cgroup in runtimeConfig (the eBPF mode needs it).
   return "{\"type\":\"tollgate-cni\",\"socket\":" + jsonQuote(socket) +
-         ",\"failMode\":" + jsonQuote(failMode) + "}";
+         ",\"failMode\":" + jsonQuote(failMode) + ",\"capabilities\":{\"cgroupPath\":true}}";
 }
 
 CniInstaller::CniInstaller(CniInstallerOptions options) : options_(std::move(options)) {

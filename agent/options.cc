@@ -90,14 +90,19 @@ std::string usage() {
       "                     accept, or it is reset (default 5s)\n"
       "  {} N  open connections per pod (default 1024)\n"
       "  {} N  open connections on the node (default 16384, lowered to fit the\n"
-      "                     open files limit); a pod under its fair share is still admitted\n",
+      "                     open files limit); a pod under its fair share is still admitted\n"
+      "  {} nftables|ebpf  how pod egress reaches the proxy (default: TollgateConfig's\n"
+      "                     spec.redirectMode, else nftables); the flag wins over the config\n"
+      "  {} DIR  ebpf mode: bpffs directory for pinned links and maps (default\n"
+      "                     /sys/fs/bpf/tollgate)\n",
       flags::kConfigDir, flags::kRunDir, flags::kMetricsPort, flags::kHealthPort,
       flags::kLogFormat, flags::kAccessLog, flags::kThreads, flags::kPodInterface,
       flags::kLogLevel, flags::kConfigDir, flags::kRunDir, flags::kMetricsPort,
       flags::kHealthPort, flags::kLogFormat, flags::kAccessLog, flags::kThreads,
       flags::kPodInterface, flags::kCaCert, flags::kSvidLifetime, flags::kTunnelConnections,
       flags::kReconcileInterval, flags::kDrainTime, flags::kSniffTimeout,
-      flags::kMaxConnectionsPerPod, flags::kMaxConnectionsPerNode);
+      flags::kMaxConnectionsPerPod, flags::kMaxConnectionsPerNode, flags::kRedirectMode,
+      flags::kBpfPinDir);
 }
 
 Result<AgentOptions> parseOptions(const std::vector<std::string>& args) {
@@ -181,6 +186,14 @@ Result<AgentOptions> parseOptions(const std::vector<std::string>& args) {
       if (!n) return std::unexpected(n.error());
       (flag == flags::kMaxConnectionsPerPod ? o.maxConnectionsPerPod : o.maxConnectionsPerNode) =
           static_cast<size_t>(*n);
+    } else if (flag == flags::kRedirectMode) {
+      if (*v != "nftables" && *v != "ebpf") {
+        return fail(fmt::format("{}: '{}' is not nftables or ebpf", flag, *v));
+      }
+      o.redirectMode = *v;
+    } else if (flag == flags::kBpfPinDir) {
+      if (!v->starts_with("/")) return fail(fmt::format("{}: '{}' is not an absolute path", flag, *v));
+      o.bpfPinDir = *v;
     } else {
       return fail(fmt::format("unknown flag '{}'", flag));
     }

@@ -32,6 +32,8 @@ inline constexpr std::string_view kDrainTime = "--drain-time";
 inline constexpr std::string_view kSniffTimeout = "--sniff-timeout";
 inline constexpr std::string_view kMaxConnectionsPerPod = "--max-connections-per-pod";
 inline constexpr std::string_view kMaxConnectionsPerNode = "--max-connections-per-node";
+inline constexpr std::string_view kRedirectMode = "--redirect-mode";
+inline constexpr std::string_view kBpfPinDir = "--bpf-pin-dir";
 inline constexpr std::string_view kHelp = "--help";
 }  // namespace flags
 
@@ -67,6 +69,12 @@ struct AgentOptions {
   // limit is still admitted; proxy/connection_budget.h). Over them new connections are reset.
   size_t maxConnectionsPerPod = 1024;
   size_t maxConnectionsPerNode = 16384;
+  // "nftables" or "ebpf"; empty: TollgateConfig's spec.redirectMode, else nftables. When given,
+  // it wins over the config (the node knows what its kernel can run).
+  std::string redirectMode;
+  // eBPF mode: where programs' links and maps are pinned (bpffs), so that enforcement outlives
+  // the agent and the next agent re-adopts them.
+  std::string bpfPinDir = "/sys/fs/bpf/tollgate";
   bool help = false;
 };
 

@@ -137,16 +137,24 @@ Result<std::string> PodManager::stateKey(const enroll::PodRef& pod) {
   return pod.namespace_() + "_" + pod.name();
 }
 
-void PodManager::setRedirect(std::shared_ptr<const NftRedirect> redirect) {
+void PodManager::setRedirect(std::shared_ptr<const RedirectInstaller> redirect) {
   std::lock_guard lock(mu_);
-  bool changed = redirect && redirect_ && redirect->ruleset() != redirect_->ruleset();
-  redirect_ = std::move(redirect);
+  bool changed = redirect && redirect_ && redirect->expected() != redirect_->expected();
+  std::shared_ptr<const RedirectInstaller> old = std::exchange(redirect_, std::move(redirect));
   if (!changed) return;
+  const bool modeChanged = std::string_view(old->mode()) != redirect_->mode();
   for (auto& [key, pod] : pods_) {
-    if (auto st = redirect_->install(*pod->netns); !st) {
-      log::error(kLog, "pod {}: reinstall rules after config change: {}", key, st.error().str());
-    } else {
-      log::info(kLog, "pod {}: rules reinstalled after config change", key);
+    if (auto st = redirect_->install(pod->target(key)); !st) {
+      // The old mode's redirect stays: the pod is still closed, by the old mechanism.
+      log::error(kLog, "pod {}: install the {} redirect after config change: {} ({} stays)", key,
+                 redirect_->mode(), st.error().str(), old->mode());
+      continue;
+    }
+    log::info(kLog, "pod {}: {} redirect installed after config change", key, redirect_->mode());
+    if (modeChanged) {
+      if (auto st = old->remove(pod->target(key)); !st) {
+        log::warn(kLog, "pod {}: remove the {} redirect: {}", key, old->mode(), st.error().str());
+      }
     }
   }
 }
@@ -338,9 +346,9 @@ enroll::EnrollReply PodManager::add(const enroll::EnrollRequest& req, int netnsF
     Pod& existing = *it->second;
     if (existing.netns->inode() == netns->inode()) {
       // Same pod again (runtime retry): make sure everything is in place, change nothing else.
-      auto drift = redirect_->verify(*existing.netns);
+      auto drift = redirect_->verify(existing.target(*key));
       if (!drift || !drift->ok()) {
-        if (auto st = redirect_->install(*existing.netns); !st) {
+        if (auto st = redirect_->install(existing.target(*key)); !st) {
           return failed(kCodeRules, st.error().str());
         }
       }
@@ -362,7 +370,7 @@ enroll::EnrollReply PodManager::add(const enroll::EnrollRequest& req, int netnsF
     pods_.erase(it);
   }
 
-  if (auto st = redirect_->install(*netns); !st) {
+  if (auto st = redirect_->install(PodTarget(*netns, *key, req.cgroup_path())); !st) {
     return failed(kCodeRules, st.error().wrap("install redirect").str());
   }
   auto listener = startListener(req, netns);
@@ -411,7 +419,7 @@ enroll::EnrollReply PodManager::del(const enroll::EnrollRequest& req) {
   dnsTables_.erase(*key);
   removeIdentity(pod.request);
   Status st;
-  if (redirect_) st = redirect_->remove(*pod.netns);
+  if (redirect_) st = redirect_->remove(pod.target(*key));
   forgetState(*key);
   pods_.erase(it);
   if (!st) {
@@ -429,7 +437,7 @@ enroll::EnrollReply PodManager::check(const enroll::EnrollRequest& req) {
   if (it == pods_.end()) return failed(kCodeCheckFailed, "pod is not enrolled");
   if (!redirect_) return failed(kCodeNotReady, "agent not ready: no valid config loaded");
   Pod& pod = *it->second;
-  auto drift = redirect_->verify(*pod.netns);
+  auto drift = redirect_->verify(pod.target(*key));
   if (!drift) return failed(kCodeCheckFailed, drift.error().wrap("verify rules").str());
   if (!drift->ok()) return failed(kCodeCheckFailed, "rules drifted: " + drift->summary());
   if (!pod.listener || !pod.listener->listening() || pod.listener->listenerCount() == 0) {
@@ -521,11 +529,12 @@ void PodManager::readopt() {
     if (!redirect_) {
       log::error(kLog, "re-adopt: pod {}: no config loaded; rules left as they are", key);
     } else {
-      auto drift = redirect_->verify(*netns);
+      PodTarget target(*netns, key, req.cgroup_path());
+      auto drift = redirect_->verify(target);
       if (!drift || !drift->ok()) {
         log::warn(kLog, "re-adopt: pod {}: rules {}: reinstalling", key,
                   drift ? drift->summary() : drift.error().str());
-        if (auto st = redirect_->install(*netns); !st) {
+        if (auto st = redirect_->install(target); !st) {
           log::error(kLog, "re-adopt: pod {}: {}", key, st.error().str());
         }
       }
@@ -585,7 +594,7 @@ std::string PodManager::collectMetrics() const {
   for (const auto& [key, pod] : pods_) {
     std::string ref = pod->request.pod().namespace_() + "/" + pod->request.pod().name();
     if (redirect_) {
-      if (auto c = redirect_->counters(*pod->netns)) {
+      if (auto c = redirect_->counters(pod->target(key))) {
         for (const auto& [name, v] : *c) {
           out += proxy::formatSample("tollgate_pod_nft_packets_total",
                                      {{"pod", ref}, {"counter", name}},
@@ -601,19 +610,20 @@ std::string PodManager::collectMetrics() const {
 
 std::vector<admin::PodStatus> PodManager::describe(std::string_view ns) const {
   struct Copy {
+    std::string key;
     enroll::EnrollRequest request;
     std::shared_ptr<Netns> netns;
     int64_t active = 0;
     std::vector<uint32_t> ports;
   };
   std::vector<Copy> copies;
-  std::shared_ptr<const NftRedirect> redirect;
+  std::shared_ptr<const RedirectInstaller> redirect;
   {
     std::lock_guard lock(mu_);
     redirect = redirect_;
     for (const auto& [key, pod] : pods_) {
       if (!ns.empty() && pod->request.pod().namespace_() != ns) continue;
-      Copy c{pod->request, pod->netns, pod->listener ? pod->listener->activeConnections() : 0, {}};
+      Copy c{key, pod->request, pod->netns, pod->listener ? pod->listener->activeConnections() : 0, {}};
       const auto& o = inputs_.options;
       c.ports = {pod->listener ? o.outboundPort : 0u, pod->dns ? o.dnsProxyPort : 0u,
                  pod->quic ? o.quicPort : 0u};
@@ -637,14 +647,14 @@ std::vector<admin::PodStatus> PodManager::describe(std::string_view ns) const {
     for (uint32_t port : c.ports) p.add_listener_ports(port);
     if (!redirect) {
       p.add_drift("no redirect installer (agent not started)");
-    } else if (auto d = redirect->verify(*c.netns); !d) {
+    } else if (auto d = redirect->verify(PodTarget(*c.netns, c.key, c.request.cgroup_path())); !d) {
       p.add_drift("cannot read the rules: " + d.error().str());
     } else {
       for (const auto& diff : d->differences) p.add_drift(diff);
     }
     p.set_rules_ok(p.drift_size() == 0);
     if (redirect) {
-      if (auto counters = redirect->counters(*c.netns)) {
+      if (auto counters = redirect->counters(PodTarget(*c.netns, c.key, c.request.cgroup_path()))) {
         for (const auto& [name, v] : *counters) {
           if (name.starts_with("drop")) (*p.mutable_drops())[name] = v.packets;
         }
@@ -703,7 +713,7 @@ Result<PodManager::VerifySubject> PodManager::verifySubject(std::string_view ns,
   std::lock_guard lock(mu_);
   for (const auto& [key, pod] : pods_) {
     if (pod->request.pod().namespace_() == ns && pod->request.pod().name() == name) {
-      return VerifySubject{pod->netns, redirect_};
+      return VerifySubject{pod->netns, redirect_, key, pod->request.cgroup_path()};
     }
   }
   return fail(fmt::format("pod {}/{} is not enrolled on this node", ns, name));
@@ -712,15 +722,14 @@ Result<PodManager::VerifySubject> PodManager::verifySubject(std::string_view ns,
 Result<PodManager::RulesView> PodManager::rulesOf(std::string_view ns, std::string_view name) const {
   auto subject = verifySubject(ns, name);
   if (!subject) return std::unexpected(subject.error());
-  const auto& netns = subject->netns;
   const auto& redirect = subject->redirect;
   if (!redirect) return fail("no redirect installer (agent not started)");
   RulesView v;
-  auto listed = redirect->listing(*netns);
+  auto listed = redirect->listing(subject->target());
   if (!listed) return std::unexpected(listed.error());
   v.installed = std::move(*listed);
   v.expected = redirect->expected();
-  auto d = redirect->verify(*netns);
+  auto d = redirect->verify(subject->target());
   if (!d) return std::unexpected(d.error());
   v.drift = std::move(*d);
   return v;

@@ -40,9 +40,10 @@ class PodManager {
   ~PodManager();
 
   Status init();  // creates the state directories
-  // The redirect every pod gets. When its rules change (mark, resolvers), every enrolled pod's
-  // rules are reinstalled. nullptr: not ready (ADD fails).
-  void setRedirect(std::shared_ptr<const NftRedirect> redirect);
+  // The redirect every pod gets. When what it installs changes (mark, resolvers, or the mode
+  // itself), every enrolled pod gets the new one; a mode change installs the new mode before it
+  // removes the old, so no pod is ever open in between. nullptr: not ready (ADD fails).
+  void setRedirect(std::shared_ptr<const RedirectInstaller> redirect);
   // Where enrolled pods' service accounts are recorded so their SVIDs can be issued (nullptr:
   // no CA configured). Set before pods are enrolled or re-adopted.
   void setSvids(identity::SvidManager* svids) { svids_ = svids; }
@@ -84,7 +85,10 @@ class PodManager {
   // when ns/name is not enrolled.
   struct VerifySubject {
     std::shared_ptr<Netns> netns;
-    std::shared_ptr<const NftRedirect> redirect;  // null before the first config
+    std::shared_ptr<const RedirectInstaller> redirect;  // null before the first config
+    PodTarget target() const { return PodTarget(*netns, key, cgroup); }
+    std::string key;
+    std::string cgroup;
   };
   Result<VerifySubject> verifySubject(std::string_view ns, std::string_view name) const;
 
@@ -115,6 +119,10 @@ class PodManager {
     // With ProxyOptions::dnsProxyPort / quicPort (null otherwise, or until re-created).
     std::shared_ptr<proxy::DnsProxy> dns;
     std::shared_ptr<proxy::QuicTelemetry> quic;
+
+    PodTarget target(const std::string& key) const {
+      return PodTarget(*netns, key, request.cgroup_path());
+    }
   };
 
   enroll::EnrollReply add(const enroll::EnrollRequest& req, int netnsFd);
@@ -146,7 +154,7 @@ class PodManager {
   // made before it). Declared before pods_ so that it outlives their proxies.
   proxy::DnsCache dnsCache_{proxy::DnsCache::Options{}};
   std::map<std::string, std::unique_ptr<Pod>> pods_;
-  std::shared_ptr<const NftRedirect> redirect_;
+  std::shared_ptr<const RedirectInstaller> redirect_;
   identity::SvidManager* svids_ = nullptr;
   std::map<std::string, std::shared_ptr<proxy::PodDnsTable>> dnsTables_;  // by state key
 };

@@ -53,7 +53,7 @@ std::vector<admin::VerifyCheck> PodVerifier::run() const {
 admin::VerifyCheck PodVerifier::checkRules() const {
   const char* what = "the pod's redirect rules are installed as the agent expects";
   if (!in_.redirect) return check("rules", false, "no redirect installer (agent not started)", what);
-  auto d = in_.redirect->verify(*in_.pod);
+  auto d = in_.redirect->verify(target());
   if (!d) return check("rules", false, "cannot read them: " + d.error().str(), what);
   if (!d->ok()) return check("rules", false, "DRIFT: " + d->summary(), what);
   return check("rules", true, "as installed", what);
@@ -104,7 +104,7 @@ admin::VerifyCheck PodVerifier::checkRoute() const {
 
 Counters PodVerifier::podCounters() const {
   if (!in_.redirect) return {};
-  auto c = in_.redirect->counters(*in_.pod);
+  auto c = in_.redirect->counters(target());
   return c ? *c : Counters{};
 }
 

@@ -27,7 +27,8 @@ class PodVerifier {
   struct Inputs {
     std::string ns, name;
     std::shared_ptr<Netns> pod;
-    std::shared_ptr<const NftRedirect> redirect;  // null: no redirect installer
+    std::string podKey, podCgroup;                      // for PodTarget
+    std::shared_ptr<const RedirectInstaller> redirect;  // null: no redirect installer
     const HostFence* fence = nullptr;             // null: none installed
     const Netns* node = nullptr;                  // the node netns (fence, route)
     const proxy::EventJournal* journal = nullptr;
@@ -54,6 +55,8 @@ class PodVerifier {
   // Whether the journal holds a connection of this pod to the probe's port after `cursor` (for
   // the proxy's own port also one it could not attribute: no original destination, "-").
   bool proxySaw(uint64_t cursor, const Probe& p, ProbeEvidence& e) const;
+
+  PodTarget target() const { return PodTarget(*in_.pod, in_.podKey, in_.podCgroup); }
 
   Inputs in_;
 };

@@ -49,13 +49,13 @@ std::vector<PodManager::Repair> PodManager::reconcileAll() {
     std::vector<std::string> drifted;
     std::vector<std::string> errors;
 
-    auto drift = redirect_->verify(*pod->netns);
+    auto drift = redirect_->verify(pod->target(key));
     if (!drift || !drift->ok()) {
       drifted.push_back(drift ? "rules: " + drift->summary()
                               : "rules unreadable: " + drift.error().str());
-      if (auto st = redirect_->install(*pod->netns); !st) {
+      if (auto st = redirect_->install(pod->target(key)); !st) {
         errors.push_back("reinstall rules: " + st.error().str());
-      } else if (auto again = redirect_->verify(*pod->netns); !again || !again->ok()) {
+      } else if (auto again = redirect_->verify(pod->target(key)); !again || !again->ok()) {
         // Installed but still not as expected: count it as a failure, never as repaired.
         errors.push_back("rules still drifted after reinstall: " +
                          (again ? again->summary() : again.error().str()));

@@ -144,9 +144,11 @@ Result<NftRedirect> NftRedirect::create(const RedirectParams& params) {
   return NftRedirect(params, render(params, *v4, *v6));
 }
 
-Status NftRedirect::install(const Netns& pod) const { return table_.install(pod); }
-Status NftRedirect::remove(const Netns& pod) const { return table_.remove(pod); }
-Result<Drift> NftRedirect::verify(const Netns& pod) const { return table_.verify(pod); }
-Result<Counters> NftRedirect::counters(const Netns& pod) const { return table_.counters(pod); }
+Status NftRedirect::install(const PodTarget& pod) const { return table_.install(pod.netns); }
+Status NftRedirect::remove(const PodTarget& pod) const { return table_.remove(pod.netns); }
+Result<Drift> NftRedirect::verify(const PodTarget& pod) const { return table_.verify(pod.netns); }
+Result<Counters> NftRedirect::counters(const PodTarget& pod) const {
+  return table_.counters(pod.netns);
+}
 
 }  // namespace tollgate::agent

@@ -12,33 +12,53 @@
 
 namespace tollgate::agent {
 
-// Puts a pod's egress under the proxy's control inside the pod's netns. A seam: nftables today,
-// an eBPF (cgroup connect hooks) variant later.
+struct RedirectParams;
+
+// A pod as a redirect installer sees it: its netns (what the nftables mode programs) and its
+// cgroup (where the eBPF mode attaches). A netns alone converts to a target: the nftables mode
+// needs nothing else.
+struct PodTarget {
+  PodTarget(const Netns& ns) : netns(ns) {}  // NOLINT(google-explicit-constructor)
+  PodTarget(const Netns& ns, std::string podKey, std::string cgroupPath)
+      : netns(ns), key(std::move(podKey)), cgroup(std::move(cgroupPath)) {}
+
+  const Netns& netns;
+  std::string key;     // "<ns>_<name>", the pod's state key
+  std::string cgroup;  // the runtime's cgroupPath (absolute, or relative to the cgroup2 mount)
+};
+
+// Puts a pod's egress under the proxy's control: nftables in the pod's netns (NftRedirect), or
+// eBPF programs on the pod's cgroup (BpfRedirect, agent/bpf_redirect.h).
 class RedirectInstaller {
  public:
   virtual ~RedirectInstaller() = default;
 
-  /// Installs the redirect in the pod's netns, atomically replacing a previous installation.
-  /// @param pod the pod's network namespace
+  /// "nftables" or "ebpf", as TollgateConfig.redirectMode and the metrics name it.
+  virtual const char* mode() const = 0;
+
+  /// Installs the redirect for the pod, atomically replacing a previous installation.
   /// @return an error with context ("nft: install inet tollgate in netns <pod>: ...")
-  virtual Status install(const Netns& pod) const = 0;
+  virtual Status install(const PodTarget& pod) const = 0;
 
   /// Removes the redirect; succeeds when nothing is installed.
-  virtual Status remove(const Netns& pod) const = 0;
+  virtual Status remove(const PodTarget& pod) const = 0;
 
-  /// Compares what is in the pod's netns with what install() would put there.
-  /// @return the differences (empty when in sync), or an error when the netns cannot be read
-  virtual Result<Drift> verify(const Netns& pod) const = 0;
+  /// Compares what is installed for the pod with what install() would put there.
+  /// @return the differences (empty when in sync), or an error when it cannot be read
+  virtual Result<Drift> verify(const PodTarget& pod) const = 0;
 
-  /// Reads the drop/accept counters by name (for metrics).
-  virtual Result<Counters> counters(const Netns& pod) const = 0;
+  /// Reads the drop/accept counters by name (for metrics): drop_tcp, drop_udp, ...
+  virtual Result<Counters> counters(const PodTarget& pod) const = 0;
 
-  /// What is installed in the pod's netns, as its tool prints it (tollgatectl rules).
+  /// What is installed for the pod, as its tool prints it (tollgatectl rules).
   /// @return the listing, nullopt when nothing is installed, or an error when unreadable
-  virtual Result<std::optional<std::string>> listing(const Netns& pod) const = 0;
+  virtual Result<std::optional<std::string>> listing(const PodTarget& pod) const = 0;
 
-  /// What install() puts there, in the same form as listing().
+  /// What install() puts there, in the same form as listing(). Two installers with the same
+  /// expected() install the same thing.
   virtual std::string expected() const = 0;
+
+  virtual const RedirectParams& params() const = 0;
 };
 
 // Which destinations reached over the loopback device skip the redirect.
@@ -85,16 +105,17 @@ class NftRedirect final : public RedirectInstaller {
   // Validates params (addresses, ports, mark) and renders the table once.
   static Result<NftRedirect> create(const RedirectParams& params);
 
-  Status install(const Netns& pod) const override;
-  Status remove(const Netns& pod) const override;
-  Result<Drift> verify(const Netns& pod) const override;
-  Result<Counters> counters(const Netns& pod) const override;
-  Result<std::optional<std::string>> listing(const Netns& pod) const override {
-    return table_.list(pod);
+  const char* mode() const override { return "nftables"; }
+  Status install(const PodTarget& pod) const override;
+  Status remove(const PodTarget& pod) const override;
+  Result<Drift> verify(const PodTarget& pod) const override;
+  Result<Counters> counters(const PodTarget& pod) const override;
+  Result<std::optional<std::string>> listing(const PodTarget& pod) const override {
+    return table_.list(pod.netns);
   }
   std::string expected() const override { return table_.text(); }
 
-  const RedirectParams& params() const { return params_; }
+  const RedirectParams& params() const override { return params_; }
   // The table as `nft list table inet tollgate` prints it (stateless).
   const std::string& ruleset() const { return table_.text(); }
 

@@ -22,12 +22,7 @@
 #define TG_LOOPBACK_IFINDEX 1 /* lo is always ifindex 1 in its netns */
 #define TG_SOCK_STREAM 1      /* SOCK_STREAM: a #define, so not in vmlinux.h */
 
-struct {
-  __uint(type, BPF_MAP_TYPE_HASH);
-  __uint(max_entries, 16384);
-  __type(key, __u64); /* cgroup id */
-  __type(value, struct tg_counters);
-} tg_drops SEC(".maps");
+#include "tollgate_counters.bpf.h"
 
 /* Sockets a pod opened actively (connect, TCP Fast Open), by socket cookie. */
 struct {
@@ -115,16 +110,8 @@ int tg_skb_egress(struct __sk_buff *skb)
   __u32 cls = TG_DROP_OTHER;
   if (tg_backstop(skb, &cls))
     return 1;
-  if (cls >= TG_DROP_CLASSES)
-    cls = TG_DROP_OTHER;
-  __u64 id = bpf_skb_cgroup_id(skb);
-  struct tg_counters *c = bpf_map_lookup_elem(&tg_drops, &id);
-  if (!c) {
-    id = 0;
-    c = bpf_map_lookup_elem(&tg_drops, &id);
-  }
-  if (c)
-    __sync_fetch_and_add(&c->packets[cls], 1);
+#define TG_SKB_ANCESTOR(level) bpf_skb_ancestor_cgroup_id(skb, level)
+  TG_COUNT_DROP(TG_SKB_ANCESTOR, cls);
   return 0;
 }
 

@@ -25,9 +25,18 @@ std::unexpected<Error> failBpf(const std::string& what, int rc) {
 
 }  // namespace
 
-Result<SkbBackstop> SkbBackstop::load() {
+Result<SkbBackstop> SkbBackstop::load(const std::string& pinMaps) {
   tg_skb_backstop* skel = tg_skb_backstop::open();
   if (!skel) return failBpf("open skb_backstop", -errno);
+  if (!pinMaps.empty()) {
+    for (bpf_map* m : {skel->maps.tg_drops, skel->maps.tg_active}) {
+      std::string path = pinMaps + "/" + bpf_map__name(m);
+      if (int rc = bpf_map__set_pin_path(m, path.c_str()); rc != 0) {
+        tg_skb_backstop::destroy(skel);
+        return failBpf("pin path " + path, rc);
+      }
+    }
+  }
   if (int rc = tg_skb_backstop::load(skel); rc != 0) {
     tg_skb_backstop::destroy(skel);
     return failBpf("load skb_backstop (verifier)", rc);
@@ -51,6 +60,11 @@ SkbBackstop::~SkbBackstop() {
   if (skel_) tg_skb_backstop::destroy(skel_);
 }
 
+std::vector<Hook> SkbBackstop::hooks() const {
+  return {{"sockops_active", skel_->progs.tg_sockops}, {"skb_egress", skel_->progs.tg_skb_egress}};
+}
+
+int SkbBackstop::dropsMapFd() const { return bpf_map__fd(skel_->maps.tg_drops); }
 int SkbBackstop::egressFd() const { return bpf_program__fd(skel_->progs.tg_skb_egress); }
 int SkbBackstop::sockopsFd() const { return bpf_program__fd(skel_->progs.tg_sockops); }
 

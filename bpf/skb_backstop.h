@@ -5,6 +5,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "bpf/cgroup_links.h"
 #include "bpf/tollgate_abi.h"
@@ -14,9 +15,10 @@ struct tg_skb_backstop;
 
 namespace tollgate::bpf {
 
-// Drop-class names as the metrics and tollgatectl show them, by enum tg_drop_class.
-inline constexpr std::array<const char*, TG_DROP_CLASSES> kDropClassNames = {
-    "drop_tcp", "drop_udp", "drop_icmp", "drop_other", "drop_ipv6"};
+// Counter names as the metrics and tollgatectl show them (the nftables mode's names), by enum
+// tg_drop_class.
+inline constexpr std::array<const char*, TG_COUNTER_SLOTS> kCounterNames = {
+    "drop_tcp", "drop_udp", "drop_icmp", "drop_other", "drop_ipv6", "dns", "drop_dot"};
 
 // The eBPF mode's backstop (bpf/skb_backstop.bpf.c), loaded once per agent: a cgroup_skb/egress
 // program that drops and counts what would leave a pod's cgroup on a device other than lo and is
@@ -27,7 +29,10 @@ class SkbBackstop {
  public:
   // Opens and loads the skeleton (verifier) and creates the counter bucket 0 for drops that
   // belong to no tracked cgroup. It needs no configuration: it knows loopback and answers only.
-  static Result<SkbBackstop> load();
+  // `pinMaps` (a bpffs directory): its maps are pinned there, or the ones already pinned there
+  // are reused, so counters and the record of active opens outlive the agent and are shared
+  // with the next one. Empty: private maps.
+  static Result<SkbBackstop> load(const std::string& pinMaps = "");
 
   SkbBackstop(SkbBackstop&&) noexcept;
   SkbBackstop& operator=(SkbBackstop&&) noexcept;
@@ -48,6 +53,11 @@ class SkbBackstop {
   // Returns the program's verdict: 1 pass, 0 drop.
   Result<uint32_t> testRun(std::span<const uint8_t> frame, uint32_t ifindex) const;
 
+  // The programs attach() attaches, in its order, for pinned links (bpf/cgroup_links.h).
+  std::vector<Hook> hooks() const;
+
+  // tg_drops, for sock_redirect to count its refusals in (SockRedirect::load).
+  int dropsMapFd() const;
   int egressFd() const;
   int sockopsFd() const;
 

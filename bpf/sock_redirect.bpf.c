@@ -12,7 +12,11 @@
  *                                            socket cookie (tg_udp_orig), and given back by
  *                                            cgroup/recvmsg4/6 as the source of its replies
  *   UDP to port 443                       -> the read-only QUIC telemetry socket, :quic_port
- *   any other UDP off loopback            -> refused (EPERM)
+ *   any other UDP sendmsg off loopback    -> refused (EPERM), counted drop_udp (853: drop_dot);
+ *                                            a UDP connect there is left alone, its sends meet
+ *                                            skb_backstop
+ *   TCP to 53 -> the DNS proxy's TCP side; TCP to 853 (DoT) -> refused, drop_dot
+ *   ICMP (ping sockets) and other protocols reaching a connect hook -> refused, counted
  * getpeername of a redirected TCP socket or a UDP socket connected to port 53 gives the original
  * destination.
  * IPv4-mapped IPv6 (::ffff:a.b.c.d) is handled as IPv4 and rewritten to ::ffff:127.0.0.1.
@@ -23,6 +27,7 @@
 #include <bpf/bpf_helpers.h>
 
 #include "tollgate_abi.h"
+#include "tollgate_counters.bpf.h"
 
 #define TG_SOCK_STREAM 1
 #define TG_SOCK_DGRAM 2
@@ -64,14 +69,44 @@ struct {
   __type(value, struct tg_orig_dst);
 } tg_udp_orig SEC(".maps");
 
-/* The port a UDP datagram to `port` is sent to instead; 0: refuse it. */
+/* Counts a refusal or a DNS redirect for the pod of the calling task. */
+static __always_inline void tg_count(__u32 slot)
+{
+#define TG_TASK_ANCESTOR(level) bpf_get_current_ancestor_cgroup_id(level)
+  TG_COUNT_DROP(TG_TASK_ANCESTOR, slot);
+}
+
+/* The port a UDP datagram to `port` is sent to instead; 0: refuse it (counted). */
 static __always_inline __u16 tg_udp_port(__u16 port)
 {
-  if (port == 53)
+  if (port == 53) {
+    tg_count(TG_COUNT_DNS);
     return tg_cfg.dns_port;
-  if (port == 443)
+  }
+  if (port == 443) {
+    /* Never forwarded: the QUIC socket only reads Initials (the client falls back to TCP), so it
+     * counts as a dropped datagram, as in the nftables mode. */
+    tg_count(TG_DROP_UDP);
     return tg_cfg.quic_port;
+  }
+  tg_count(port == 853 ? TG_DROP_DOT : TG_DROP_UDP);
   return 0;
+}
+
+/* Where a TCP connect to `port` goes: the DNS proxy's TCP side for 53 (any address, as the
+ * nftables mode), else the capture listener; 0: refused (DNS over TLS, counted drop_dot, so a
+ * pod cannot take its names around the DNS proxy). */
+static __always_inline __u16 tg_tcp_port(__u16 port)
+{
+  if (port == 53) {
+    tg_count(TG_COUNT_DNS);
+    return tg_cfg.dns_port;
+  }
+  if (port == 853) {
+    tg_count(TG_DROP_DOT);
+    return 0;
+  }
+  return tg_cfg.proxy_port;
 }
 
 /* Keeps where a UDP socket sent DNS. */
@@ -88,7 +123,27 @@ static __always_inline void tg_forget(void *ctx)
   bpf_map_delete_elem(&tg_orig_dst, &cookie);
 }
 
-/* 1 allow (possibly rewritten), 0 refuse. ip4: in/out, network order; port: in/out, host order. */
+#define TG_IPPROTO_ICMP 1
+#define TG_IPPROTO_TCP 6
+#define TG_IPPROTO_UDP 17
+#define TG_IPPROTO_ICMPV6 58
+
+/* What a socket off loopback may be: TCP (SOCK_STREAM) or UDP (SOCK_DGRAM); anything else that
+ * reaches these hooks (a ping socket is SOCK_DGRAM, a raw socket's connect) is refused and
+ * counted here, so that its port is never taken for a UDP port. Returns the type, 0 refused. */
+static __always_inline __u32 tg_kind(struct bpf_sock_addr *ctx)
+{
+  __u32 type = ctx->type, proto = ctx->protocol;
+  if (type == TG_SOCK_STREAM && proto == TG_IPPROTO_TCP)
+    return TG_SOCK_STREAM;
+  if (type == TG_SOCK_DGRAM && proto == TG_IPPROTO_UDP)
+    return TG_SOCK_DGRAM;
+  tg_count(proto == TG_IPPROTO_ICMP || proto == TG_IPPROTO_ICMPV6 ? TG_DROP_ICMP : TG_DROP_OTHER);
+  return 0;
+}
+
+/* 1 allow (possibly rewritten), 0 refuse. ip4: in/out, network order; port: in/out, host order.
+ * type: tg_kind(), 0 for a socket refused already. */
 static __always_inline int tg_redirect4(void *ctx, __u32 type, __u32 *ip4, __u16 *port)
 {
   if ((*ip4 & bpf_htonl(0xff000000)) == bpf_htonl(0x7f000000)) {
@@ -100,11 +155,14 @@ static __always_inline int tg_redirect4(void *ctx, __u32 type, __u32 *ip4, __u16
     return 1;
   }
   if (type == TG_SOCK_STREAM) {
+    __u16 to = tg_tcp_port(*port);
+    if (!to)
+      return 0;
     struct tg_orig_dst o = {.addr = {*ip4, 0, 0, 0}, .port = *port, .family = 4};
     __u64 cookie = bpf_get_socket_cookie(ctx);
     bpf_map_update_elem(&tg_orig_dst, &cookie, &o, BPF_ANY);
     *ip4 = bpf_htonl(0x7f000001);
-    *port = tg_cfg.proxy_port;
+    *port = to;
     return 1;
   }
   if (type == TG_SOCK_DGRAM) {
@@ -122,25 +180,39 @@ static __always_inline int tg_redirect4(void *ctx, __u32 type, __u32 *ip4, __u16
   return 0;
 }
 
-static __always_inline int tg_sock4(struct bpf_sock_addr *ctx)
+/* A UDP connect sends nothing: off 53 and 443 it is left alone (iputils ping, for one, connects a
+ * UDP socket only to learn its source address), and what it would send is dropped and counted by
+ * skb_backstop, since a connected socket's sends meet no sendmsg hook. */
+static __always_inline int tg_udp_connect_left(__u32 kind, __u16 port, int connect)
+{
+  return connect && kind == TG_SOCK_DGRAM && port != 53 && port != 443;
+}
+
+static __always_inline int tg_sock4(struct bpf_sock_addr *ctx, int connect)
 {
   __u32 ip = ctx->user_ip4;
   __u16 port = bpf_ntohs(ctx->user_port);
-  if (!tg_redirect4(ctx, ctx->type, &ip, &port))
+  __u32 kind = (ip & bpf_htonl(0xff000000)) == bpf_htonl(0x7f000000) ? ctx->type : tg_kind(ctx);
+  if (tg_udp_connect_left(kind, port, connect))
+    return 1;
+  if (!tg_redirect4(ctx, kind, &ip, &port))
     return 0;
   TG_CTX_STORE(ctx, user_ip4, ip);
   TG_CTX_STORE(ctx, user_port, bpf_htons(port));
   return 1;
 }
 
-static __always_inline int tg_sock6(struct bpf_sock_addr *ctx)
+static __always_inline int tg_sock6(struct bpf_sock_addr *ctx, int connect)
 {
   __u32 a0 = ctx->user_ip6[0], a1 = ctx->user_ip6[1], a2 = ctx->user_ip6[2], a3 = ctx->user_ip6[3];
   __u16 port = bpf_ntohs(ctx->user_port);
   if (a0 == 0 && a1 == 0 && a2 == bpf_htonl(0xffff)) {
     /* IPv4-mapped: IPv4 on the wire */
     __u32 ip = a3;
-    if (!tg_redirect4(ctx, ctx->type, &ip, &port))
+    __u32 kind = (ip & bpf_htonl(0xff000000)) == bpf_htonl(0x7f000000) ? ctx->type : tg_kind(ctx);
+    if (tg_udp_connect_left(kind, port, connect))
+      return 1;
+    if (!tg_redirect4(ctx, kind, &ip, &port))
       return 0;
     TG_CTX_STORE(ctx, user_ip6[3], ip);
     TG_CTX_STORE(ctx, user_port, bpf_htons(port));
@@ -151,12 +223,18 @@ static __always_inline int tg_sock6(struct bpf_sock_addr *ctx)
       tg_forget(ctx); /* ::1, as for 127/8 */
     return 1;
   }
-  if (ctx->type == TG_SOCK_STREAM) {
+  __u32 kind = tg_kind(ctx);
+  if (tg_udp_connect_left(kind, port, connect))
+    return 1;
+  if (kind == TG_SOCK_STREAM) {
+    __u16 to = tg_tcp_port(port);
+    if (!to)
+      return 0;
     struct tg_orig_dst o = {.addr = {a0, a1, a2, a3}, .port = port, .family = 6};
     __u64 cookie = bpf_get_socket_cookie(ctx);
     bpf_map_update_elem(&tg_orig_dst, &cookie, &o, BPF_ANY);
-    port = tg_cfg.proxy_port;
-  } else if (ctx->type == TG_SOCK_DGRAM) {
+    port = to;
+  } else if (kind == TG_SOCK_DGRAM) {
     if (port == 53) {
       struct tg_orig_dst o = {.addr = {a0, a1, a2, a3}, .port = 53, .family = 6};
       tg_keep_dns(ctx, &o);
@@ -176,16 +254,16 @@ static __always_inline int tg_sock6(struct bpf_sock_addr *ctx)
 }
 
 SEC("cgroup/connect4")
-int tg_sock4_connect(struct bpf_sock_addr *ctx) { return tg_sock4(ctx); }
+int tg_sock4_connect(struct bpf_sock_addr *ctx) { return tg_sock4(ctx, 1); }
 
 SEC("cgroup/sendmsg4")
-int tg_sock4_sendmsg(struct bpf_sock_addr *ctx) { return tg_sock4(ctx); }
+int tg_sock4_sendmsg(struct bpf_sock_addr *ctx) { return tg_sock4(ctx, 0); }
 
 SEC("cgroup/connect6")
-int tg_sock6_connect(struct bpf_sock_addr *ctx) { return tg_sock6(ctx); }
+int tg_sock6_connect(struct bpf_sock_addr *ctx) { return tg_sock6(ctx, 1); }
 
 SEC("cgroup/sendmsg6")
-int tg_sock6_sendmsg(struct bpf_sock_addr *ctx) { return tg_sock6(ctx); }
+int tg_sock6_sendmsg(struct bpf_sock_addr *ctx) { return tg_sock6(ctx, 0); }
 
 /* The redirect undone for what a socket is told about its peer: when the address in ctx is the
  * loopback redirect target 127.0.0.1:port and `map` knows where the socket was going (as IPv4),

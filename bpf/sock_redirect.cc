@@ -21,10 +21,26 @@
 
 namespace tollgate::bpf {
 
-Result<SockRedirect> SockRedirect::load(const tg_config& config) {
+Result<SockRedirect> SockRedirect::load(const tg_config& config, const std::string& pinMaps,
+                                        int dropsMapFd) {
   tg_sock_redirect* skel = tg_sock_redirect::open();
   if (!skel) return failErrno("bpf: open sock_redirect");
   skel->rodata->tg_cfg = config;
+  const auto failed = [skel](const std::string& what, int rc) {
+    tg_sock_redirect::destroy(skel);
+    return fail(fmt::format("bpf: sock_redirect: {}: {}", what, std::strerror(-rc)), -rc);
+  };
+  if (dropsMapFd >= 0) {
+    if (int rc = bpf_map__reuse_fd(skel->maps.tg_drops, dropsMapFd); rc != 0) {
+      return failed("share the backstop's tg_drops", rc);
+    }
+  }
+  if (!pinMaps.empty()) {
+    for (bpf_map* m : {skel->maps.tg_orig_dst, skel->maps.tg_orig_by_peer, skel->maps.tg_udp_orig}) {
+      std::string path = pinMaps + "/" + bpf_map__name(m);
+      if (int rc = bpf_map__set_pin_path(m, path.c_str()); rc != 0) return failed("pin " + path, rc);
+    }
+  }
   if (int rc = tg_sock_redirect::load(skel); rc != 0) {
     tg_sock_redirect::destroy(skel);
     return fail(fmt::format("bpf: load sock_redirect (verifier): {}", std::strerror(-rc)), -rc);
@@ -46,21 +62,24 @@ SockRedirect::~SockRedirect() {
   if (skel_) tg_sock_redirect::destroy(skel_);
 }
 
+std::vector<Hook> SockRedirect::hooks() const {
+  return {
+      {"cgroup_connect4", skel_->progs.tg_sock4_connect},
+      {"cgroup_connect6", skel_->progs.tg_sock6_connect},
+      {"cgroup_sendmsg4", skel_->progs.tg_sock4_sendmsg},
+      {"cgroup_sendmsg6", skel_->progs.tg_sock6_sendmsg},
+      {"cgroup_recvmsg4", skel_->progs.tg_sock4_recvmsg},
+      {"cgroup_recvmsg6", skel_->progs.tg_sock6_recvmsg},
+      {"cgroup_getpeername4", skel_->progs.tg_sock4_getpeername},
+      {"cgroup_getpeername6", skel_->progs.tg_sock6_getpeername},
+      {"sockops_orig", skel_->progs.tg_sockops_orig},
+  };
+}
+
 Result<CgroupLinks> SockRedirect::attach(int cgroupFd, const std::string& description) const {
   CgroupLinks links;
-  const std::pair<bpf_program*, const char*> progs[] = {
-      {skel_->progs.tg_sock4_connect, "cgroup/connect4"},
-      {skel_->progs.tg_sock6_connect, "cgroup/connect6"},
-      {skel_->progs.tg_sock4_sendmsg, "cgroup/sendmsg4"},
-      {skel_->progs.tg_sock6_sendmsg, "cgroup/sendmsg6"},
-      {skel_->progs.tg_sock4_recvmsg, "cgroup/recvmsg4"},
-      {skel_->progs.tg_sock6_recvmsg, "cgroup/recvmsg6"},
-      {skel_->progs.tg_sock4_getpeername, "cgroup/getpeername4"},
-      {skel_->progs.tg_sock6_getpeername, "cgroup/getpeername6"},
-      {skel_->progs.tg_sockops_orig, "sockops"},
-  };
-  for (const auto& [prog, name] : progs) {
-    if (auto st = links.attach(prog, cgroupFd, fmt::format("{} to cgroup {}", name, description));
+  for (const auto& h : hooks()) {
+    if (auto st = links.attach(h.prog, cgroupFd, fmt::format("{} to cgroup {}", h.name, description));
         !st) {
       return std::unexpected(st.error());
     }

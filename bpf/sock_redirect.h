@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "bpf/cgroup_links.h"
 #include "bpf/tollgate_abi.h"
@@ -30,11 +31,18 @@ namespace tollgate::bpf {
 // Move-only; unloads on destruction.
 class SockRedirect {
  public:
-  static Result<SockRedirect> load(const tg_config& config);
+  // `pinMaps` (a bpffs directory): the original-destination maps are pinned there or the ones
+  // pinned there reused (an agent restart or handoff keeps serving what the old programs
+  // recorded); empty: private maps. `dropsMapFd`: the backstop's tg_drops, so that a pod's
+  // refusals are counted with its drops (SkbBackstop::dropsMapFd); -1: a private one.
+  static Result<SockRedirect> load(const tg_config& config, const std::string& pinMaps = "",
+                                   int dropsMapFd = -1);
   SockRedirect(SockRedirect&&) noexcept;
   SockRedirect& operator=(SockRedirect&&) noexcept;
   ~SockRedirect();
 
+  // The programs attach() attaches, in its order, for pinned links (bpf/cgroup_links.h).
+  std::vector<Hook> hooks() const;
   // The hooks attached to one cgroup (never the root cgroup).
   Result<CgroupLinks> attach(int cgroupFd, const std::string& description) const;
 

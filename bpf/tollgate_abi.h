@@ -8,8 +8,10 @@
 #include <linux/types.h>
 #endif
 
-/* Drop classes of the cgroup_skb backstop, the index into tg_counters.packets. IPv6 is a class
- * of its own whatever the protocol (the nftables mode folds it into the others). */
+/* The per-pod counters, the index into tg_counters.packets. The drop classes: the backstop
+ * (cgroup_skb) counts IPv6 as a class of its own whatever the protocol; the redirect counts what
+ * it refuses by protocol, as the nftables mode does. TG_COUNT_DNS counts DNS sent to the DNS
+ * proxy (the nftables mode's "dns"), TG_DROP_DOT DNS over TLS refused (its "drop_dot"). */
 enum tg_drop_class {
   TG_DROP_TCP = 0,
   TG_DROP_UDP = 1,
@@ -17,6 +19,9 @@ enum tg_drop_class {
   TG_DROP_OTHER = 3,
   TG_DROP_IPV6 = 4,
   TG_DROP_CLASSES = 5,
+  TG_COUNT_DNS = 5,
+  TG_DROP_DOT = 6,
+  TG_COUNTER_SLOTS = 7,
 };
 
 /* sock_redirect's .rodata, set before load; the same for every pod of a node. There is no packet mark here on
@@ -33,7 +38,7 @@ struct tg_config {
 /* Per pod (map key: the pod's cgroup id; key 0 collects drops of a cgroup with no entry, and of
  * packets without a socket), packets the backstop dropped, by class. */
 struct tg_counters {
-  __u64 packets[TG_DROP_CLASSES];
+  __u64 packets[TG_COUNTER_SLOTS];
 };
 
 /* Where a redirected connection was going: map tg_orig_dst by the client socket's cookie, and
@@ -59,7 +64,7 @@ struct tg_peer_key {
 
 #define TG_CONFIG_SIZE 8
 #define TG_ORIG_DST_SIZE 20
-#define TG_COUNTERS_SIZE 40
+#define TG_COUNTERS_SIZE 56
 #define TG_PEER_KEY_SIZE 32
 
 #ifdef __cplusplus

@@ -91,6 +91,7 @@ enroll::EnrollRequest buildRequest(enroll::EnrollRequest::Op op, const Environme
   req.set_netns_path(envOr(env, "CNI_NETNS"));
   req.set_container_id(envOr(env, "CNI_CONTAINERID"));
   req.set_interface(envOr(env, "CNI_IFNAME"));
+  req.set_cgroup_path(conf.cgroupPath);
   if (conf.hasPrevResult()) {
     for (auto& ip : podIpsFromResult(conf.prevResult)) req.add_pod_ips(ip);
   }
@@ -129,6 +130,13 @@ Result<NetConf> parseNetConf(std::string_view json) {
     if (n["prevResult"] && !n["prevResult"].IsNull()) {
       if (!n["prevResult"].IsMap()) return fail("prevResult: must be an object");
       conf.prevResult = n["prevResult"];
+    }
+    if (const YAML::Node rc = n["runtimeConfig"]; rc && !rc.IsNull()) {
+      if (!rc.IsMap()) return fail("runtimeConfig: must be an object");
+      if (const YAML::Node cg = rc["cgroupPath"]; cg && !cg.IsNull()) {
+        if (!cg.IsScalar()) return fail("runtimeConfig.cgroupPath: must be a string");
+        conf.cgroupPath = cg.as<std::string>();
+      }
     }
   } catch (const YAML::Exception& e) {
     return fail(std::string("invalid network configuration: ") + e.what());

@@ -50,6 +50,9 @@ struct NetConf {
   // default YAML::Node is a *defined* null, so `if (prevResult)` is always true.
   YAML::Node prevResult;
   bool hasPrevResult() const { return prevResult.IsMap(); }
+  // runtimeConfig.cgroupPath (the cgroupPath capability): the pod's cgroup, which the eBPF
+  // mode attaches to. Empty when the runtime gave none.
+  std::string cgroupPath;
 };
 
 Result<NetConf> parseNetConf(std::string_view json);

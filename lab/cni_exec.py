@@ -7,6 +7,10 @@ DEL: plugins in reverse order, each with prevResult = the cached ADD result (lib
 
 usage: cni_exec.py add|del|check --conflist F --container-id ID --netns PATH --ifname IF
                    --args 'K=V;K=V' --cni-path P1:P2 [--cache FILE] [--skip TYPE]...
+                   [--capability KEY=JSON]...
+--capability: what the runtime knows for a capability (cgroupPath="/tg/pod"); a plugin gets it
+in runtimeConfig only when its config lists the capability as true (CNI spec, "Deriving
+runtimeConfig").
 ADD prints the final result JSON on stdout and stores it in --cache. On a plugin error it prints
 the plugin's error JSON on stderr and exits 1 (the caller then runs DEL, as a runtime would).
 """
@@ -27,6 +31,10 @@ def find_plugin(plugin_type, cni_path):
 
 def run_plugin(command, conf, args, list_name, version, prev):
     stdin = dict(conf)
+    caps = conf.get("capabilities") or {}
+    runtime = {k: v for k, v in args.capability.items() if caps.get(k) is True}
+    if runtime:
+        stdin["runtimeConfig"] = runtime
     stdin["name"] = list_name
     stdin["cniVersion"] = version
     if prev is not None:
@@ -83,7 +91,19 @@ def main():
     ap.add_argument("--cache", help="file holding the ADD result (written by add, read by del)")
     ap.add_argument("--skip", action="append", default=[], help="plugin type to leave out")
     ap.add_argument("--timeout", type=float, default=60.0)
+    ap.add_argument("--capability", action="append", default=[],
+                    help="KEY=JSON: a capability argument of the runtime")
     args = ap.parse_args()
+    caps = {}
+    for c in args.capability:
+        key, sep, value = c.partition("=")
+        if not sep or not key:
+            ap.error(f"--capability {c!r}: expected KEY=JSON")
+        try:
+            caps[key] = json.loads(value)
+        except json.JSONDecodeError as e:
+            ap.error(f"--capability {c!r}: {e}")
+    args.capability = caps
 
     with open(args.conflist) as f:
         conflist = json.load(f)

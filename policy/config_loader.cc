@@ -1359,6 +1359,11 @@ void Reader::tollgateConfig(const Node& spec, TollgateConfig& tc) {
       tc.cniFailMode = *v;
     }
   }
+  if (auto v = enumValue<RedirectMode>(
+          get(spec, "redirectMode"), "spec.redirectMode",
+          {{"nftables", RedirectMode::Nftables}, {"ebpf", RedirectMode::Ebpf}})) {
+    tc.redirectMode = *v;
+  }
   tc.excludedNamespaces = strList(get(spec, "excludedNamespaces"), "spec.excludedNamespaces");
   // What a reload does to open connections it no longer allows; a typo must not silently keep them.
   if (auto v = enumValue<Revocation>(get(spec, "revocation"), "spec.revocation",

@@ -203,6 +203,7 @@ pb::TollgateConfig convert(const TollgateConfig& tc) {
   if (tc.dnsMode) out.set_dns_mode(*tc.dnsMode == DnsMode::Strict ? "STRICT" : "PASSTHROUGH");
   out.set_packet_mark(tc.packetMark);
   out.set_cni_fail_mode(tc.cniFailMode == CniFailMode::Open ? "OPEN" : "CLOSED");
+  if (tc.redirectMode) out.set_redirect_mode(*tc.redirectMode == RedirectMode::Ebpf ? "EBPF" : "NFTABLES");
   copyStrings(tc.excludedNamespaces, out.mutable_excluded_namespaces());
   copyStrings(tc.dnsUpstreams, out.mutable_dns_upstreams());
   copyStrings(tc.clusterDomainSuffixes, out.mutable_cluster_domain_suffixes());

@@ -210,6 +210,8 @@ struct GatewayConfig {
 
 enum class DnsMode { Strict, Passthrough };
 enum class CniFailMode { Closed, Open };
+// How pod egress is sent to the proxy: nftables in each pod netns, or eBPF on each pod cgroup.
+enum class RedirectMode { Nftables, Ebpf };
 // What a reload does to open connections the new config would deny (cut: reset them).
 enum class Revocation { Cut, Keep };
 
@@ -223,6 +225,9 @@ struct TollgateConfig {
   std::optional<DnsMode> dnsMode;  // absent: strict with REGISTRY_ONLY, passthrough with ALLOW_ANY
   uint32_t packetMark = 0x7467;
   CniFailMode cniFailMode = CniFailMode::Closed;
+  // spec.redirectMode; absent: the agent's --redirect-mode, else nftables. The agent flag wins
+  // when both are given (a node that cannot run one mode is pinned by its flag).
+  std::optional<RedirectMode> redirectMode;
   Revocation revocation = Revocation::Cut;
   std::vector<std::string> excludedNamespaces;
   std::vector<std::string> dnsUpstreams;  // resolver addresses (ip or ip:port)

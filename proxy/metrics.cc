@@ -158,6 +158,9 @@ std::string Metrics::render() const {
           reloadsOk.load());
   counter("tollgate_config_reloads_failed_total", "Config reloads rejected (old snapshot kept).",
           reloadsFailed.load());
+  counter("tollgate_redirect_load_failures_total",
+          "Redirects that could not be built from the config (the previous one kept).",
+          redirectLoadFailures.load());
   counter("tollgate_enroll_ok_total", "Enrollment requests that succeeded.", enrollOk.load());
   counter("tollgate_enroll_failed_total", "Enrollment requests that failed.", enrollFailed.load());
   counter("tollgate_enroll_excluded_total",

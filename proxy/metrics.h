@@ -51,6 +51,7 @@ class Metrics {
   std::atomic<uint64_t> refusedUnattributed{0};  // no original destination / unknown pod
   std::atomic<uint64_t> reloadsOk{0};
   std::atomic<uint64_t> reloadsFailed{0};
+  std::atomic<uint64_t> redirectLoadFailures{0};  // a redirect (nft rules, BPF programs) not built
   std::atomic<uint64_t> enrollOk{0};
   std::atomic<uint64_t> enrollFailed{0};
   std::atomic<uint64_t> enrollExcluded{0};  // ADDs in excluded namespaces (not enrolled)

@@ -160,7 +160,7 @@ void OutboundListener::refuseOverLimit(int fd, std::string_view reason, size_t l
   r.decision = "deny";
   r.reason = std::string(reason);
   if (auto local = localEndpoint(fd)) {
-    auto dst = originalDestination(fd, local->ip.isV4() ? AF_INET : AF_INET6);
+    auto dst = inputs_.originalDestination(fd, *local);
     if (dst) r.originalDst = dst->str();
   }
   inputs_.accessLog.write(r);

@@ -14,6 +14,7 @@
 #include "policy/model.h"
 #include "policy/snapshot.h"
 #include "proxy/asio.h"
+#include "proxy/socket_util.h"
 
 namespace tollgate::proxy {
 
@@ -105,6 +106,15 @@ struct ProxyInputs {
   // Where connections, refused DNS names and QUIC attempts are recorded for `tollgatectl log`
   // and `learn`; null: nowhere.
   EventJournal* events = nullptr;
+  // Where a connection accepted on a capture listener was going. Null: SO_ORIGINAL_DST (the
+  // nftables mode's REDIRECT, read from conntrack); the eBPF mode answers from its redirect's
+  // record (agent/bpf_redirect.h). Called once per accepted connection.
+  std::function<Result<Endpoint>(int fd)> originalDst;
+
+  Result<Endpoint> originalDestination(int fd, const Endpoint& local) const {
+    if (originalDst) return originalDst(fd);
+    return proxy::originalDestination(fd, local.ip.isV4() ? AF_INET : AF_INET6);
+  }
 };
 
 // The pod a listener serves, as enrolled. Labels and service account here are the fallback when

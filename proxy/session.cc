@@ -308,7 +308,7 @@ awaitable<void> Session::run() {
     refuse("unattributed", local.error().str());
     co_return;
   }
-  auto orig = originalDestination(fd, local->ip.isV4() ? AF_INET : AF_INET6);
+  auto orig = in.originalDestination(fd, *local);
   if (!orig) {
     in.metrics.refusedUnattributed++;
     refuse("unattributed", orig.error().str());

@@ -168,15 +168,37 @@ print(f"sent {sent}, failed {len(errors)}" + (f" ({errors[0]})" if errors else "
 ' "$@" 2>&1
 }
 
-# require_protected <pod>: records a failure unless tollgate's redirect is installed in the pod
-# (nftables mode: table inet tollgate in its netns). Without it, an "allowed" result proves nothing.
-require_protected() {
-  local mode
-  mode=$(cat "$LAB_STATE/mode" 2>/dev/null)
-  if [[ $mode == nftables ]] && ! ip netns exec "$LAB_POD_NS_PREFIX$1" nft list table inet tollgate >/dev/null 2>&1; then
-    fail "pod $1 is not enrolled (no table inet tollgate in its netns)"
-    observe "pod $1 NOT enrolled"
+# lab_mode: nftables or ebpf, as the lab was brought up.
+lab_mode() { cat "$LAB_STATE/mode" 2>/dev/null || echo nftables; }
+
+# only_in_mode <mode> <why>: ends the scenario as skipped (77) in the other mode, saying why, so
+# the demo table shows it instead of losing it.
+only_in_mode() {
+  if [[ $(lab_mode) != "$1" ]]; then
+    expected "only in $1 mode: $2"
+    echo "observed: skipped in $(lab_mode) mode"
+    exit 77
   fi
+}
+
+# require_protected <pod>: records a failure unless tollgate's redirect is installed for the pod
+# (nftables mode: table inet tollgate in its netns; ebpf mode: its links pinned on the lab's
+# bpffs). Without it, an "allowed" result proves nothing.
+require_protected() {
+  case $(lab_mode) in
+  nftables)
+    if ! ip netns exec "$LAB_POD_NS_PREFIX$1" nft list table inet tollgate >/dev/null 2>&1; then
+      fail "pod $1 is not enrolled (no table inet tollgate in its netns)"
+      observe "pod $1 NOT enrolled"
+    fi
+    ;;
+  ebpf)
+    if ! compgen -G "$LAB_STATE/bpffs/tollgate/pods/*_$1/cgroup_connect4" >/dev/null; then
+      fail "pod $1 is not enrolled (no pinned cgroup_connect4 link for it)"
+      observe "pod $1 NOT enrolled"
+    fi
+    ;;
+  esac
   return 0
 }
 

@@ -125,7 +125,7 @@ TEST_F(SkbBackstopTest, LoopbackAndNeighbourDiscoveryPass) {
   EXPECT_EQ(verdict(frame4("192.0.2.1", IPPROTO_UDP), /*onLoopback=*/true), 1u);
   auto after = backstop_->counters(0);
   ASSERT_TRUE(after);
-  for (int c = 0; c < TG_DROP_CLASSES; ++c) EXPECT_EQ(after->packets[c], before->packets[c]) << c;
+  for (int c = 0; c < TG_COUNTER_SLOTS; ++c) EXPECT_EQ(after->packets[c], before->packets[c]) << c;
 }
 
 TEST_F(SkbBackstopTest, AttachedToACgroupRefusesWhatThePodStartsAndLetsAnswersOut) {

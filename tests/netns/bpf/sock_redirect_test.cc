@@ -442,5 +442,77 @@ TEST_F(SockRedirectTest, ARedirectedSocketsPeerIsItsOriginalDestination) {
             "127.0.0.1 15001; ::1 15001; ");
 }
 
+// What the redirect refuses is counted for the pod, in the backstop's map (the agent shares it),
+// by class: UDP and DoT sendmsg, a DoT connect, a ping socket's connect; DNS sent to the DNS
+// proxy is counted too. A UDP connect off 53/443 sends nothing and is left to the kernel (its
+// sends meet the backstop).
+TEST_F(SockRedirectTest, RefusalsAreCountedForThePodInTheBackstopsCounters) {
+  auto backstop = SkbBackstop::load();
+  ASSERT_TRUE(backstop) << backstop.error().str();
+  auto shared = SockRedirect::load(testing::labConfig(), "", backstop->dropsMapFd());
+  ASSERT_TRUE(shared) << shared.error().str();
+  links_.reset();
+  int cg = ::open(cgroup_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  ASSERT_GE(cg, 0);
+  auto links = shared->attach(cg, cgroup_);
+  ::close(cg);
+  ASSERT_TRUE(links) << links.error().str();
+  auto id = cgroupId(cgroup_);
+  ASSERT_TRUE(id);
+  ASSERT_TRUE(backstop->track(*id));
+  agentSockets();
+  auto p = pod([&](const PodProcess::Pause&) -> std::string {
+    std::string out;
+    auto sendto = [&](int family, const char* addr, uint16_t port) {
+      int s = ::socket(family, SOCK_DGRAM, 0);
+      sockaddr_storage ss{};
+      socklen_t len = sockaddrOf(family, addr, port, ss);
+      bool sent = ::sendto(s, "q", 1, 0, reinterpret_cast<sockaddr*>(&ss), len) == 1;
+      out += fmt::format("udp {} {}: {};", addr, port, sent ? "sent" : errText());
+      ::close(s);
+    };
+    sendto(AF_INET, "192.0.2.1", 9999);
+    sendto(AF_INET6, "2001:db8::1", 9999);
+    sendto(AF_INET, "192.0.2.1", 853);
+    sendto(AF_INET, "192.0.2.53", 53);
+    int dot = connected(AF_INET, SOCK_STREAM, "192.0.2.1", 853);
+    out += fmt::format("tcp 853: {};", dot >= 0 ? "connected" : std::strerror(-dot));
+    int udp = connected(AF_INET, SOCK_DGRAM, "192.0.2.1", 1025);
+    out += fmt::format("udp connect 1025: {};", udp >= 0 ? "connected" : std::strerror(-udp));
+    // Ping sockets for every group of this (pod) netns, as the lab and container runtimes set it.
+    int range = ::open("/proc/sys/net/ipv4/ping_group_range", O_WRONLY);
+    (void)!::write(range, "0 2147483647", 12);
+    ::close(range);
+    int ping = ::socket(AF_INET, SOCK_DGRAM, IPPROTO_ICMP);
+    if (ping < 0) out += fmt::format("ping socket: {};", errText());
+    if (ping >= 0) {
+      int rc = call(::connect, ping, AF_INET, "192.0.2.1", 0).empty() ? 0 : errno;
+      out += fmt::format("ping connect: {};", rc == 0 ? "connected" : std::strerror(rc));
+    }
+    return out;
+  });
+  ASSERT_TRUE(p);
+  std::string got = p->next();
+  EXPECT_NE(got.find("udp 192.0.2.1 9999: Operation not permitted"), std::string::npos) << got;
+  EXPECT_NE(got.find("udp 2001:db8::1 9999: Operation not permitted"), std::string::npos) << got;
+  EXPECT_NE(got.find("udp 192.0.2.1 853: Operation not permitted"), std::string::npos) << got;
+  EXPECT_NE(got.find("udp 192.0.2.53 53: sent"), std::string::npos) << got;
+  EXPECT_NE(got.find("tcp 853: Operation not permitted"), std::string::npos) << got;
+  // Not refused by the hook: the kernel decides (the pod netns has no route).
+  EXPECT_NE(got.find("udp connect 1025: Network is unreachable"), std::string::npos) << got;
+  EXPECT_NE(got.find("ping connect: Operation not permitted"), std::string::npos) << got;
+  p.reset();
+  auto c = backstop->counters(*id);
+  ASSERT_TRUE(c) << c.error().str();
+  EXPECT_EQ(c->packets[TG_DROP_UDP], 2u);
+  EXPECT_EQ(c->packets[TG_DROP_DOT], 2u);
+  EXPECT_EQ(c->packets[TG_COUNT_DNS], 1u);
+  EXPECT_EQ(c->packets[TG_DROP_ICMP], 1u);
+  auto none = backstop->counters(0);
+  ASSERT_TRUE(none);
+  EXPECT_EQ(none->packets[TG_DROP_UDP], 0u) << "counted outside the pod's bucket";
+  links->reset();
+}
+
 }  // namespace
 }  // namespace tollgate::bpf

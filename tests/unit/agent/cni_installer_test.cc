@@ -293,7 +293,8 @@ TEST_F(CniInstallerTest, ReplacesAnExistingEntryInsteadOfAddingOne) {
   ASSERT_TRUE(doc);
   EXPECT_EQ(cni::toJson(*doc),
             R"({"cniVersion":"1.0.0","name":"x","plugins":[{"type":"bridge"},{"type":"portmap"},)"
-            R"({"type":"tollgate-cni","socket":"/run/tollgate/cni.sock","failMode":"open"}]})");
+            R"({"type":"tollgate-cni","socket":"/run/tollgate/cni.sock","failMode":"open",)"
+            R"("capabilities":{"cgroupPath":true}}]})");
   // No pristine original existed (the entry was already there), so uninstall rewrites.
   auto u = installer.uninstall();
   ASSERT_TRUE(u) << u.error().str();
@@ -501,7 +502,8 @@ TEST_F(CniInstallerTest, CommandInstallsAndUninstalls) {
   ASSERT_TRUE(doc);
   const YAML::Node& plugins = (*doc)["plugins"];
   EXPECT_EQ(cni::toJson(plugins[1]),
-            R"({"type":"tollgate-cni","socket":"/var/run/tg.sock","failMode":"open"})");
+            R"({"type":"tollgate-cni","socket":"/var/run/tg.sock","failMode":"open",)"
+            R"("capabilities":{"cgroupPath":true}})");
   EXPECT_EQ(slurp(binDir_ / "tollgate-cni"), slurp(plugin_));
 
   std::ostringstream out2, err2;

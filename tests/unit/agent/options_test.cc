@@ -55,6 +55,22 @@ TEST(AgentOptionsTest, DrainTime) {
   EXPECT_NE(usage().find("--drain-time"), std::string::npos);
 }
 
+TEST(AgentOptionsTest, RedirectMode) {
+  auto d = parseOptions({"--config-dir", "/c"});
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->redirectMode, "");  // the config decides, else nftables
+  EXPECT_EQ(d->bpfPinDir, "/sys/fs/bpf/tollgate");
+  auto o = parseOptions({"--config-dir", "/c", "--redirect-mode", "ebpf", "--bpf-pin-dir=/b/x"});
+  ASSERT_TRUE(o) << o.error().str();
+  EXPECT_EQ(o->redirectMode, "ebpf");
+  EXPECT_EQ(o->bpfPinDir, "/b/x");
+  auto bad = parseOptions({"--config-dir", "/c", "--redirect-mode", "bpf"});
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().str(), "--redirect-mode: 'bpf' is not nftables or ebpf");
+  EXPECT_FALSE(parseOptions({"--config-dir", "/c", "--bpf-pin-dir", "relative"}));
+  EXPECT_NE(usage().find("--redirect-mode"), std::string::npos);
+}
+
 TEST(AgentOptionsTest, Limits) {
   auto d = parseOptions({"--config-dir", "/c"});
   ASSERT_TRUE(d);

@@ -148,6 +148,20 @@ TEST(CniPlugin, AddSendsNetnsFdAndPodAndPassesPrevResultThrough) {
   EXPECT_EQ(out.str(), std::string(kPrevResult) + "\n");
 }
 
+TEST(CniPlugin, AddPassesTheRuntimesCgroupPath) {
+  FakeAgent agent(okReply());
+  std::ostringstream out, err;
+  int rc = run(addEnv(),
+               netConf(agent.path(), R"(,"capabilities":{"cgroupPath":true},)"
+                                     R"("runtimeConfig":{"cgroupPath":"/kubepods/pod1234"})"),
+               out, err);
+  agent.finish();
+  EXPECT_EQ(rc, 0) << out.str() << err.str();
+  EXPECT_EQ(agent.request().cgroup_path(), "/kubepods/pod1234");
+  EXPECT_FALSE(parseNetConf(R"({"cniVersion":"1.0.0","runtimeConfig":{"cgroupPath":[1]}})"));
+  EXPECT_FALSE(parseNetConf(R"({"cniVersion":"1.0.0","runtimeConfig":"x"})"));
+}
+
 TEST(CniPlugin, AddAcceptsCniVersion040) {
   FakeAgent agent(okReply());
   std::ostringstream out, err;

@@ -841,6 +841,25 @@ TEST(ConfigLoaderTest, TollgateConfigRevocation) {
   EXPECT_EQ(notScalar[0].field, "spec.revocation");
 }
 
+TEST(ConfigLoaderTest, TollgateConfigRedirectMode) {
+  const std::string head =
+      "apiVersion: tollgate.io/v1alpha1\nkind: TollgateConfig\nmetadata: {name: m}\nspec:\n";
+  auto def = mustLoad(head + "  packetMark: 0x7467\n");
+  ASSERT_TRUE(def.config.tollgate);
+  EXPECT_FALSE(def.config.tollgate->redirectMode);  // absent: the agent's flag decides
+  auto ebpf = mustLoad(head + "  redirectMode: ebpf\n");
+  ASSERT_TRUE(ebpf.config.tollgate);
+  EXPECT_EQ(ebpf.config.tollgate->redirectMode, RedirectMode::Ebpf);
+  auto nft = mustLoad(head + "  redirectMode: nftables\n");
+  ASSERT_TRUE(nft.config.tollgate);
+  EXPECT_EQ(nft.config.tollgate->redirectMode, RedirectMode::Nftables);
+  auto errors = mustFail(head + "  redirectMode: bpf\n");
+  ASSERT_EQ(errors.size(), 1u) << dump(errors);
+  EXPECT_EQ(errors[0].str(),
+            "test.yaml:5: TollgateConfig/m: spec.redirectMode: must be one of nftables, ebpf, got "
+            "\"bpf\"");
+}
+
 TEST(ConfigLoaderTest, SecondTollgateConfigNamesBoth) {
   auto errors = mustFail(R"(apiVersion: tollgate.io/v1alpha1
 kind: TollgateConfig

@@ -1,0 +1,222 @@
+// The eBPF mode's installer against a real cgroup and a bpffs of the test's own: links pinned
+// per pod, adopted by a second installer (an agent restart or handoff) with their programs
+// replaced in place, a detached link found and re-attached, and what remove() leaves.
+#include "agent/bpf_redirect.h"
+#include "agent/pod_cgroup.h"
+
+#include <bpf/bpf.h>
+#include <fcntl.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <random>
+#include <regex>
+#include <set>
+
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+
+#include "common/fd.h"
+
+namespace tollgate::agent {
+namespace {
+
+namespace fs = std::filesystem;
+
+RedirectParams labParams() {
+  RedirectParams p;
+  p.proxyPort = 15001;
+  p.dnsProxyPort = 15053;
+  p.quicPort = 15443;
+  return p;
+}
+
+class BpfRedirectTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root (bpffs, cgroups, BPF)";
+    int r = static_cast<int>(std::random_device{}() % 100000);
+    bpffs_ = fmt::format("/tmp/tg-bpffs-test-{}", r);
+    fs::create_directories(bpffs_);
+    ASSERT_EQ(::mount("bpf", bpffs_.c_str(), "bpf", 0, nullptr), 0) << std::strerror(errno);
+    mounted_ = true;
+    auto mount = bpf::cgroup2Mount();
+    ASSERT_TRUE(mount) << mount.error().str();
+    parent_ = fmt::format("tollgate-bpf-redirect-test-{}", r);
+    ASSERT_EQ(::mkdir((*mount + "/" + parent_).c_str(), 0755), 0) << std::strerror(errno);
+    ASSERT_EQ(::mkdir((*mount + "/" + parent_ + "/pod").c_str(), 0755), 0);
+    cgroupDir_ = *mount + "/" + parent_ + "/pod";
+    auto self = Netns::current();
+    ASSERT_TRUE(self) << self.error().str();
+    netns_.emplace(std::move(*self));
+  }
+
+  void TearDown() override {
+    if (mounted_) ::umount2(bpffs_.c_str(), MNT_DETACH);
+    if (!bpffs_.empty()) ::rmdir(bpffs_.c_str());
+    if (!cgroupDir_.empty()) {
+      ::rmdir(cgroupDir_.c_str());
+      ::rmdir(fs::path(cgroupDir_).parent_path().c_str());
+    }
+  }
+
+  PodTarget target() const { return PodTarget(*netns_, "default_client", "/" + parent_ + "/pod"); }
+  std::string pinDir() const { return bpffs_ + "/tollgate"; }
+
+  // Program ids the kernel runs on the pod's cgroup for one attach type.
+  std::set<uint32_t> attached(bpf_attach_type type) const {
+    Fd cg(::open(cgroupDir_.c_str(), O_RDONLY | O_DIRECTORY));
+    uint32_t ids[16] = {};
+    uint32_t n = 16;
+    uint32_t flags = 0;
+    if (bpf_prog_query(cg.get(), type, 0, &flags, ids, &n) != 0) return {};
+    return {ids, ids + n};
+  }
+
+  // "<hook> link <id>" pairs of a listing, the links' identities.
+  static std::set<std::string> links(const std::string& listing) {
+    std::set<std::string> out;
+    std::regex re(R"((\S+) link (\d+))");
+    for (std::sregex_iterator it(listing.begin(), listing.end(), re), end; it != end; ++it) {
+      out.insert((*it)[1].str() + ":" + (*it)[2].str());
+    }
+    return out;
+  }
+
+  std::string bpffs_, parent_, cgroupDir_;
+  bool mounted_ = false;
+  std::optional<Netns> netns_;
+};
+
+TEST_F(BpfRedirectTest, RefusesAPinDirOutsideBpffs) {
+  auto r = BpfRedirect::create(labParams(), "/tmp/not-bpffs-" + std::to_string(::getpid()));
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().str().find("not on a bpf filesystem"), std::string::npos) << r.error().str();
+  fs::remove_all("/tmp/not-bpffs-" + std::to_string(::getpid()));
+}
+
+TEST_F(BpfRedirectTest, InstallsPinnedLinksThatOutliveTheInstaller) {
+  std::string listing;
+  {
+    auto r = BpfRedirect::create(labParams(), pinDir());
+    ASSERT_TRUE(r) << r.error().str();
+    auto& redirect = **r;
+    EXPECT_STREQ(redirect.mode(), "ebpf");
+    auto before = redirect.verify(target());
+    ASSERT_TRUE(before) << before.error().str();
+    EXPECT_FALSE(before->ok()) << "nothing installed yet must be drift";
+    ASSERT_TRUE(redirect.install(target()));
+    auto d = redirect.verify(target());
+    ASSERT_TRUE(d) << d.error().str();
+    EXPECT_TRUE(d->ok()) << d->summary();
+    auto l = redirect.listing(target());
+    ASSERT_TRUE(l && *l);
+    listing = **l;
+    auto c = redirect.counters(target());
+    ASSERT_TRUE(c) << c.error().str();
+    EXPECT_EQ(c->count("drop_udp"), 1u);
+    EXPECT_EQ(c->count("drop_ipv6"), 1u);
+  }
+  // The installer (the agent process's programs and maps) is gone; the pinned links are not.
+  EXPECT_EQ(attached(BPF_CGROUP_INET4_CONNECT).size(), 1u);
+  EXPECT_EQ(attached(BPF_CGROUP_INET_EGRESS).size(), 1u);
+  EXPECT_EQ(attached(BPF_CGROUP_UDP4_SENDMSG).size(), 1u);
+  EXPECT_TRUE(fs::exists(pinDir() + "/pods/default_client"));
+  EXPECT_EQ(links(listing).size(), 11u) << listing;
+}
+
+TEST_F(BpfRedirectTest, ANewAgentAdoptsTheLinksAndReplacesTheirProgramsInPlace) {
+  std::string first;
+  std::set<uint32_t> oldProgs;
+  {
+    auto r = BpfRedirect::create(labParams(), pinDir());
+    ASSERT_TRUE(r) << r.error().str();
+    ASSERT_TRUE((*r)->install(target()));
+    first = **(*r)->listing(target());
+    oldProgs = attached(BPF_CGROUP_INET4_CONNECT);
+  }
+  auto r = BpfRedirect::create(labParams(), pinDir());
+  ASSERT_TRUE(r) << r.error().str();
+  auto& next = **r;
+  // Its own programs are not the ones attached: drift, by program.
+  auto d = next.verify(target());
+  ASSERT_TRUE(d) << d.error().str();
+  ASSERT_EQ(d->differences.size(), 11u) << d->summary();
+  EXPECT_NE(d->differences[0].find("runs program"), std::string::npos) << d->summary();
+  ASSERT_TRUE(next.install(target()));
+  auto again = next.verify(target());
+  ASSERT_TRUE(again);
+  EXPECT_TRUE(again->ok()) << again->summary();
+  // The same links (bpf_link_update: never a moment without a program), new programs.
+  EXPECT_EQ(links(**next.listing(target())), links(first));
+  auto progs = attached(BPF_CGROUP_INET4_CONNECT);
+  ASSERT_EQ(progs.size(), 1u);
+  EXPECT_NE(progs, oldProgs);
+}
+
+TEST_F(BpfRedirectTest, ADetachedLinkIsDriftAndInstallReattachesIt) {
+  auto r = BpfRedirect::create(labParams(), pinDir());
+  ASSERT_TRUE(r) << r.error().str();
+  auto& redirect = **r;
+  ASSERT_TRUE(redirect.install(target()));
+  // What `bpftool link detach` does to the connect4 link.
+  Fd link(bpf_obj_get((pinDir() + "/pods/default_client/cgroup_connect4").c_str()));
+  ASSERT_TRUE(link) << std::strerror(errno);
+  ASSERT_EQ(bpf_link_detach(link.get()), 0) << std::strerror(errno);
+  EXPECT_TRUE(attached(BPF_CGROUP_INET4_CONNECT).empty());
+  auto d = redirect.verify(target());
+  ASSERT_TRUE(d) << d.error().str();
+  ASSERT_EQ(d->differences.size(), 1u) << d->summary();
+  EXPECT_NE(d->differences[0].find("cgroup_connect4: link"), std::string::npos) << d->summary();
+  EXPECT_NE(d->differences[0].find("detached"), std::string::npos) << d->summary();
+  ASSERT_TRUE(redirect.install(target()));
+  auto again = redirect.verify(target());
+  ASSERT_TRUE(again);
+  EXPECT_TRUE(again->ok()) << again->summary();
+  EXPECT_EQ(attached(BPF_CGROUP_INET4_CONNECT).size(), 1u);
+}
+
+TEST_F(BpfRedirectTest, RemoveDetachesEverything) {
+  auto r = BpfRedirect::create(labParams(), pinDir());
+  ASSERT_TRUE(r) << r.error().str();
+  ASSERT_TRUE((*r)->install(target()));
+  ASSERT_TRUE((*r)->remove(target()));
+  EXPECT_FALSE(fs::exists(pinDir() + "/pods/default_client"));
+  EXPECT_TRUE(attached(BPF_CGROUP_INET4_CONNECT).empty());
+  EXPECT_TRUE(attached(BPF_CGROUP_INET_EGRESS).empty());
+  auto l = (*r)->listing(target());
+  ASSERT_TRUE(l);
+  EXPECT_FALSE(*l);
+  EXPECT_TRUE((*r)->remove(target())) << "removing twice is not an error";
+}
+
+TEST_F(BpfRedirectTest, RefusesAPodWithoutACgroupOrWithTheAgentsOwn) {
+  auto r = BpfRedirect::create(labParams(), pinDir());
+  ASSERT_TRUE(r) << r.error().str();
+  auto none = (*r)->install(PodTarget(*netns_, "default_x", ""));
+  ASSERT_FALSE(none);
+  EXPECT_NE(none.error().str().find("no cgroupPath"), std::string::npos) << none.error().str();
+  // An agent in the cgroup above the pod's: a child process moves there and asks for both.
+  const std::string parentDir = fs::path(cgroupDir_).parent_path().string();
+  pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    int f = ::open((parentDir + "/cgroup.procs").c_str(), O_WRONLY);
+    if (f < 0 || ::write(f, "0", 1) != 1) ::_exit(10);
+    ::close(f);
+    auto own = (*r)->install(PodTarget(*netns_, "default_x", "/" + parent_));
+    if (own || own.error().str().find("agent's own cgroup") == std::string::npos) ::_exit(11);
+    ::_exit((*r)->install(target()) ? 0 : 12);  // the pod's, below the agent's: fine
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "10: could not join the cgroup, 11: the agent's own cgroup "
+                                       "was accepted, 12: the pod's was refused";
+}
+
+}  // namespace
+}  // namespace tollgate::agent
