@@ -59,9 +59,11 @@ unit: build
 	ctest --test-dir $(BUILD) -j $(JOBS) -L unit --output-on-failure
 
 # The seeds' configuration decided offline, then the lab node with real traffic.
+# MODE=ebpf: the lab with the eBPF redirect (docs/modes.md); default nftables.
+MODE ?= nftables
 demo: build
 	scripts/demo $(BUILD)
-	TOLLGATE_BIN_DIR=$(abspath $(BUILD)) lab/tollgate-lab demo
+	TOLLGATE_BIN_DIR=$(abspath $(BUILD)) lab/tollgate-lab demo --mode $(MODE)
 
 bench: build
 	bench/run

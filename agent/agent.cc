@@ -40,12 +40,17 @@ Agent::Agent(AgentOptions options)
   // The eBPF mode's record first (a connection it redirected has no conntrack entry), then
   // SO_ORIGINAL_DST: pods still under nftables during a mode change keep working.
   inputs_.originalDst = [this](int fd) -> Result<proxy::Endpoint> {
-    if (auto bpf = bpf_.load()) {
+    auto bpf = bpf_.load();
+    if (bpf) {
       if (auto o = bpf->originalDst(fd)) return o;
     }
     auto local = proxy::localEndpoint(fd);
     if (!local) return std::unexpected(local.error());
-    return proxy::originalDestination(fd, local->ip.isV4() ? AF_INET : AF_INET6);
+    auto orig = proxy::originalDestination(fd, local->ip.isV4() ? AF_INET : AF_INET6);
+    // No redirect record and no NAT: nothing rewrote this connection, so it went where it
+    // arrived, the proxy's own port (refused as a loop).
+    if (!orig && bpf) return *local;
+    return orig;
   };
 }
 
@@ -431,6 +436,13 @@ admin::AdminReply Agent::verify(const admin::VerifyRequest& req) {
   auto subject = pods_->verifySubject(req.namespace_(), req.name());
   if (!subject) {
     r.set_error(subject.error().str());
+    return r;
+  }
+  // The probes run on threads of this process, in the pod's netns but in the agent's cgroup,
+  // where the eBPF programs never see them: their verdicts would say nothing about the pod.
+  if (subject->redirect && std::string_view(subject->redirect->mode()) == "ebpf") {
+    r.set_error("verify is not available in ebpf mode yet: its probes would run in the agent's "
+                "cgroup, not the pod's (tollgatectl rules shows the pod's programs)");
     return r;
   }
   PodVerifier::Inputs in;

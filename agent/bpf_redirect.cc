@@ -3,6 +3,7 @@
 #include <bpf/libbpf.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <sys/stat.h>
 
 #include <fmt/format.h>
 
@@ -31,6 +32,10 @@ Result<std::shared_ptr<BpfRedirect>> BpfRedirect::create(const RedirectParams& p
   const std::string maps = pinDir + "/maps";
   std::filesystem::create_directories(maps, ec);
   if (ec) return fail(fmt::format("bpf pin dir {}: {}", maps, ec.message()));
+  // Whoever can open a pinned link can detach it (BPF_LINK_DETACH checks no capability), so
+  // nobody but a process with CAP_DAC_OVERRIDE / CAP_DAC_READ_SEARCH may even look inside: mode
+  // 0 keeps out a root that has only, say, NET_ADMIN (and the owner bits would not, for uid 0).
+  if (::chmod(pinDir.c_str(), 0) != 0) return failErrno("bpf pin dir " + pinDir + ": chmod 0");
   tg_config cfg{};
   cfg.proxy_port = params.proxyPort;
   cfg.dns_port = params.dnsProxyPort;

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# A privileged pod deletes tollgate's table in its own netns: the host fence in the node still
-# keeps every packet from reaching tg-net directly.
+# A privileged pod removes tollgate's redirect (nftables: deletes the table in its own netns;
+# ebpf: detaches the programs from its cgroup): the host fence in the node still keeps every
+# packet from reaching tg-net directly.
 source "$(dirname "$0")/lib.sh"
-expected "root in pod 'fence' deletes 'inet tollgate'; then http/https/udp/ping to blocked.test all fail;" \
+expected "root in pod 'fence' removes the redirect; then http/https/udp/ping to blocked.test all fail;" \
   "no packet from the pod reaches tg-net; the fence's fence_drop counts them"
 
 pod=fence
@@ -17,7 +18,7 @@ blocked=$(lab_addr blocked.test)
 mark blocked.test
 before=$(witness from_pods)
 metric_mark tollgate_fence_packets_total counter=fence_drop
-expect_ok "nft delete table inet tollgate" lab_exec "$pod" --root -- nft delete table inet tollgate
+expect_ok "remove the redirect" remove_redirect "$pod"
 # --resolve: with its table gone the pod's DNS is dropped by the fence too; the TCP itself must be.
 expect_fail "http as root" lab_exec "$pod" --root -- "${CURL[@]}" -f --resolve "blocked.test:80:$blocked" \
   http://blocked.test/

@@ -4,7 +4,8 @@
 source "$(dirname "$0")/lib.sh"
 require_protected client
 expected "after SIGKILL of the agent: http://httpbin.test/ refused, https://blocked.test/ fails, DNS unanswered," \
-  "table inet tollgate still in the pod; servers untouched; a new pod cannot start (CNI ADD fails)"
+  "the redirect still installed (nftables: its table; ebpf: its pinned programs); servers untouched;" \
+  "a new pod cannot start (CNI ADD fails)"
 
 lab agent status >/dev/null 2>&1 || fail "precondition: agent not running"
 lab agent kill >/dev/null 2>&1
@@ -20,7 +21,7 @@ pod_curl client -- --resolve "blocked.test:443:$(lab_addr blocked.test)" --cacer
 [[ $CURL_RC != 0 ]] || fail "blocked.test answered with the agent down"
 # DNS goes to the (dead) DNS proxy port: no answer, and nothing reaches a resolver.
 expect_fail "dig with the agent down" lab_exec client -- dig +time=1 +tries=1 httpbin.test A
-expect_ok "table inet tollgate present" lab_exec client --root -- nft list table inet tollgate
+expect_ok "redirect still installed" redirect_installed client
 untouched httpbin.test
 untouched blocked.test
 # Fail closed at start-up too: ADD cannot reach the agent, so the pod must not come up.

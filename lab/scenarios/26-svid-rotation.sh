@@ -5,6 +5,7 @@
 # must have rotated several times (its log) while the gateway saw new TLS connections (metrics).
 # The agent is restarted with the default lifetime at the end.
 source "$(dirname "$0")/lib.sh"
+mode_independent "SVIDs are issued and rotated the same whatever the redirect"
 require_protected client
 seconds=${ROTATION_SECONDS:-180}
 expected "agent --svid-lifetime 60s; ${seconds} s request loop from client: 0 failed; >= 3 rotations;" \

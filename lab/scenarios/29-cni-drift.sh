@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Tampering: root in a pod deletes tollgate's table in its own netns. CNI CHECK (the installed
+# Tampering: root in a pod removes tollgate's redirect (nftables: deletes the table in its own
+# netns; ebpf: detaches the programs from its cgroup). CNI CHECK (the installed
 # conflist, run as a runtime runs it) reports the drift until the agent's reconcile loop has
 # repaired it; the repair (brought by the nftables event or the interval) is counted and names the
 # pod in the log.
 # (Scenario 13 shows the host fence holding in between.)
 source "$(dirname "$0")/lib.sh"
-expected "root in pod 'drift' deletes 'inet tollgate': CNI CHECK fails with error JSON (code 105," \
-  "'rules drifted') before the repair; table back (repaired by the agent); drift_detected/drift_repaired" \
+expected "root in pod 'drift' removes the redirect: CNI CHECK fails with error JSON (code 105," \
+  "'rules drifted') before the repair; redirect back (repaired by the agent); drift_detected/drift_repaired" \
   "{default/drift} +1; agent log names the pod; CHECK passes again; blocked.test 403, httpbin 200"
 
 pod=drift
@@ -19,7 +20,7 @@ fi
 require_protected "$pod"
 expect_ok "CHECK before" lab cni check "$pod"
 
-has_table() { ip netns exec "$LAB_POD_NS_PREFIX$pod" nft list table inet tollgate >/dev/null 2>&1; }
+has_table() { redirect_installed "$pod"; }
 metric_mark tollgate_drift_detected_total pod=default/$pod
 metric_mark tollgate_drift_repaired_total pod=default/$pod
 log_lines=$(wc -l <"$LAB_LOGS/agent.log")
@@ -29,7 +30,7 @@ log_lines=$(wc -l <"$LAB_LOGS/agent.log")
 check_failed=0 attempts=0
 while ((attempts < 3)); do
   attempts=$((attempts + 1))
-  lab_exec "$pod" --root -- nft delete table inet tollgate || fail "nft delete table as root failed"
+  remove_redirect "$pod" || fail "removing the redirect as root failed"
   t0=$(now_ms)
   rc=0
   check_out=$(lab cni check "$pod" 2>&1) || rc=$?

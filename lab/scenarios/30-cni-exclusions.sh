@@ -50,8 +50,8 @@ PY
 wait_reload || fail "the agent did not reload the config with excludedNamespaces"
 metric_mark tollgate_enroll_excluded_total
 expect_ok "add-pod excl (namespace lab-excluded)" lab add-pod excl --namespace lab-excluded
-if ip netns exec "${LAB_POD_NS_PREFIX}excl" nft list table inet tollgate >/dev/null 2>&1; then
-  fail "pod excl in an excluded namespace got table inet tollgate"
+if redirect_installed excl; then
+  fail "pod excl in an excluded namespace got tollgate's redirect"
   observe "excl: enrolled"
 else
   observe "excl: not enrolled"
@@ -69,13 +69,17 @@ mv -f "$saved" "$cfg"
 # 2. hostNetwork pods, driven as a runtime would drive tollgate-cni (CNI_* environment, the
 # installed conflist's tollgate-cni object with name, cniVersion and a prevResult on stdin).
 cni_add_direct() {  # <pod name> <netns path>: prints "rc=<rc>" and the plugin's stdout
-  ip netns exec "$LAB_NS_NODE" python3 - "$LAB_CNI_CONFLIST" "$LAB_CNI_BIN_DIR" "$1" "$2" <<'PY'
+  # The pod's cgroup, as a runtime creates it and passes it (cgroupPath capability).
+  mkdir -p "$(lab_pod_cgroup "$1")"
+  ip netns exec "$LAB_NS_NODE" python3 - "$LAB_CNI_CONFLIST" "$LAB_CNI_BIN_DIR" "$1" "$2" "/$LAB_CGROUP/$1" <<'PY'
 import json, os, subprocess, sys, uuid
-conflist, bindir, name, netns = sys.argv[1:5]
+conflist, bindir, name, netns, cgroup = sys.argv[1:6]
 cl = json.load(open(conflist))
 conf = dict(cl["plugins"][-1])
 assert conf["type"] == "tollgate-cni", conf
 conf.update(name=cl["name"], cniVersion=cl["cniVersion"])
+if conf.get("capabilities", {}).get("cgroupPath"):
+    conf["runtimeConfig"] = {"cgroupPath": cgroup}
 conf["prevResult"] = {"cniVersion": cl["cniVersion"],
                       "interfaces": [{"name": "eth0", "mac": "0a:58:0a:f4:01:fa", "sandbox": netns}],
                       "ips": [{"address": "10.244.1.250/24", "gateway": "10.244.1.1", "interface": 0}],
@@ -117,8 +121,7 @@ expect_metric_increase 1 tollgate_enroll_excluded_total
 
 ip netns add "${LAB_POD_NS_PREFIX}claim"
 out=$(cni_add_direct claim "/var/run/netns/${LAB_POD_NS_PREFIX}claim")
-if [[ $out == "rc=0 prevResult_unchanged=True"* ]] &&
-  ip netns exec "${LAB_POD_NS_PREFIX}claim" nft list table inet tollgate >/dev/null 2>&1; then
+if [[ $out == "rc=0 prevResult_unchanged=True"* ]] && redirect_installed claim; then
   observe "Pod claiming hostNetwork in its own netns: enrolled"
 else
   observe "Pod claiming hostNetwork in its own netns: NOT enrolled"
@@ -131,6 +134,7 @@ ip netns exec "$LAB_NS_NODE" env CNI_COMMAND=DEL CNI_CONTAINERID=x CNI_IFNAME=et
   "$LAB_CNI_BIN_DIR/tollgate-cni" <<<"{\"cniVersion\":\"1.0.0\",\"name\":\"x\",\"type\":\"tollgate-cni\",\"socket\":\"$LAB_AGENT_RUN_DIR/cni.sock\"}" \
   >/dev/null || fail "DEL of pod claim failed"
 ip netns del "${LAB_POD_NS_PREFIX}claim"
+rmdir "$(lab_pod_cgroup claim)" "$(lab_pod_cgroup hostnet)" 2>/dev/null
 
 # 3. Labels and annotations are the pod's own: they cannot opt it out.
 expect_ok "add-pod optout" lab add-pod optout --namespace default --label tollgate.io/exclude=true \

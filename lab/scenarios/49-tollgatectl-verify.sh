@@ -8,6 +8,7 @@
 # vectors, and tg-net's witness confirms that what it called leaks did arrive there. The agent
 # restarted with its reconciler puts both back and verify passes again.
 source "$(dirname "$0")/lib.sh"
+only_in_mode nftables "verify's probes run in the agent's cgroup, where the eBPF programs never see them; the agent refuses verify in ebpf mode (tested below for nftables only)"
 expected "verify default/client exit 0, every check PASS (tcp redirected to the proxy, udp dropped by" \
   "the pod's rules, so-mark as root+net_admin dropped by the host fence), witness from_pods +0;" \
   "pod table + fence deleted (no reconciler): verify default/leaky exit 1, rules/fence/tcp/udp/" \
