@@ -438,13 +438,6 @@ admin::AdminReply Agent::verify(const admin::VerifyRequest& req) {
     r.set_error(subject.error().str());
     return r;
   }
-  // The probes run on threads of this process, in the pod's netns but in the agent's cgroup,
-  // where the eBPF programs never see them: their verdicts would say nothing about the pod.
-  if (subject->redirect && std::string_view(subject->redirect->mode()) == "ebpf") {
-    r.set_error("verify is not available in ebpf mode yet: its probes would run in the agent's "
-                "cgroup, not the pod's (tollgatectl rules shows the pod's programs)");
-    return r;
-  }
   PodVerifier::Inputs in;
   in.ns = req.namespace_();
   in.name = req.name();
@@ -452,6 +445,15 @@ admin::AdminReply Agent::verify(const admin::VerifyRequest& req) {
   in.redirect = subject->redirect;
   in.podKey = subject->key;
   in.podCgroup = subject->cgroup;
+  if (subject->redirect) {
+    // ebpf: the programs see only processes in the pod's cgroup, so the probes run there.
+    auto cg = subject->redirect->probeCgroup(subject->target());
+    if (!cg) {
+      r.set_error("verify: the pod's cgroup: " + cg.error().str());
+      return r;
+    }
+    in.probeCgroup = *cg;
+  }
   std::shared_ptr<const HostFence> fence;
   {
     std::lock_guard lock(fenceMu_);

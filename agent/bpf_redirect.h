@@ -38,14 +38,16 @@ class BpfRedirect final : public RedirectInstaller {
   Result<std::optional<std::string>> listing(const PodTarget& pod) const override;
   std::string expected() const override;
   const RedirectParams& params() const override { return params_; }
+  // The pod's cgroup directory: the programs are attached there.
+  Result<std::string> probeCgroup(const PodTarget& pod) const override;
 
   // The proxy's lookup (ProxyInputs::originalDst): where the connection accepted on `fd` in a
   // pod netns was going, from the redirect's record; an error when there is none.
   Result<proxy::Endpoint> originalDst(int fd) const;
 
  private:
-  BpfRedirect(RedirectParams params, std::string pinDir, bpf::SockRedirect redirect,
-              bpf::SkbBackstop backstop);
+  BpfRedirect(RedirectParams params, std::string pinDir, std::string cgroupMount,
+              std::string selfCgroup, bpf::SockRedirect redirect, bpf::SkbBackstop backstop);
   struct Cgroup {
     std::string path;
     uint64_t id = 0;
@@ -55,6 +57,8 @@ class BpfRedirect final : public RedirectInstaller {
 
   RedirectParams params_;
   std::string pinDir_;
+  std::string cgroupMount_;  // the cgroup2 mount and the agent's own cgroup, read in create()
+  std::string selfCgroup_;
   bpf::SockRedirect redirect_;
   bpf::SkbBackstop backstop_;
   std::vector<bpf::Hook> hooks_;  // attach order: the backstop's sockops first, its egress last

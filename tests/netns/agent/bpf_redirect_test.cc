@@ -3,6 +3,7 @@
 // replaced in place, a detached link found and re-attached, and what remove() leaves.
 #include "agent/bpf_redirect.h"
 #include "agent/pod_cgroup.h"
+#include "agent/pod_verifier.h"
 
 #include <bpf/bpf.h>
 #include <fcntl.h>
@@ -20,6 +21,7 @@
 #include <gtest/gtest.h>
 
 #include "common/fd.h"
+#include "tests/netns/agent/nft_fixture.h"
 
 namespace tollgate::agent {
 namespace {
@@ -199,7 +201,8 @@ TEST_F(BpfRedirectTest, RefusesAPodWithoutACgroupOrWithTheAgentsOwn) {
   auto none = (*r)->install(PodTarget(*netns_, "default_x", ""));
   ASSERT_FALSE(none);
   EXPECT_NE(none.error().str().find("no cgroupPath"), std::string::npos) << none.error().str();
-  // An agent in the cgroup above the pod's: a child process moves there and asks for both.
+  // An agent in the cgroup above the pod's: a child process moves there, loads (the agent's
+  // cgroup is read then) and asks for both.
   const std::string parentDir = fs::path(cgroupDir_).parent_path().string();
   pid_t pid = ::fork();
   ASSERT_GE(pid, 0);
@@ -207,15 +210,57 @@ TEST_F(BpfRedirectTest, RefusesAPodWithoutACgroupOrWithTheAgentsOwn) {
     int f = ::open((parentDir + "/cgroup.procs").c_str(), O_WRONLY);
     if (f < 0 || ::write(f, "0", 1) != 1) ::_exit(10);
     ::close(f);
-    auto own = (*r)->install(PodTarget(*netns_, "default_x", "/" + parent_));
+    auto moved = BpfRedirect::create(labParams(), pinDir());
+    if (!moved) ::_exit(13);
+    auto own = (*moved)->install(PodTarget(*netns_, "default_x", "/" + parent_));
     if (own || own.error().str().find("agent's own cgroup") == std::string::npos) ::_exit(11);
-    ::_exit((*r)->install(target()) ? 0 : 12);  // the pod's, below the agent's: fine
+    ::_exit((*moved)->install(target()) ? 0 : 12);  // the pod's, below the agent's: fine
   }
   int status = 0;
   ASSERT_EQ(::waitpid(pid, &status, 0), pid);
   ASSERT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 0) << "10: could not join the cgroup, 11: the agent's own cgroup "
-                                       "was accepted, 12: the pod's was refused";
+                                       "was accepted, 12: the pod's was refused, 13: no load";
+}
+
+// tollgatectl verify in ebpf mode: its probes must run where the programs are. A UDP datagram
+// from a probe in the pod's cgroup is refused by them (EPERM, drop_udp); the same probe from an
+// agent thread, which is not in that cgroup, never meets them (here: no route in the netns). The
+// leaf the probe ran in is gone afterwards.
+TEST_F(BpfRedirectTest, VerifyProbesRunInThePodsCgroup) {
+  auto r = BpfRedirect::create(labParams(), pinDir());
+  ASSERT_TRUE(r) << r.error().str();
+  ASSERT_TRUE((*r)->install(target()));
+  auto scratch = nft_testing::ScratchNetns::create("verify");
+  ASSERT_TRUE(scratch) << scratch.error().str();
+  auto podNetns = Netns::open("/run/netns/" + scratch->name());
+  ASSERT_TRUE(podNetns) << podNetns.error().str();
+  auto cg = (*r)->probeCgroup(target());
+  ASSERT_TRUE(cg) << cg.error().str();
+  EXPECT_EQ(*cg, cgroupDir_);
+
+  auto udp = [&](std::string probeCgroup) {
+    PodVerifier::Inputs in;
+    in.ns = "default";
+    in.name = "client";
+    in.pod = std::make_shared<Netns>(std::move(*Netns::open("/run/netns/" + scratch->name())));
+    in.podKey = "default_client";
+    in.podCgroup = "/" + parent_ + "/pod";
+    in.redirect = *r;
+    in.probeCgroup = std::move(probeCgroup);
+    in.settle = std::chrono::milliseconds(200);
+    for (const auto& c : PodVerifier(std::move(in)).run()) {
+      if (c.vector() == "udp" && c.user() == "pod-uid") return c;
+    }
+    return admin::VerifyCheck();
+  };
+  auto inCgroup = udp(*cg);
+  EXPECT_TRUE(inCgroup.passed()) << inCgroup.outcome();
+  EXPECT_EQ(inCgroup.outcome().rfind("dropped by the pod's rules (drop_udp +1)", 0), 0u)
+      << inCgroup.outcome();
+  EXPECT_FALSE(fs::exists(cgroupDir_ + "/tollgate-verify"));
+  auto onThread = udp("");
+  EXPECT_EQ(onThread.outcome().find("drop_udp"), std::string::npos) << onThread.outcome();
 }
 
 }  // namespace
