@@ -137,7 +137,7 @@ void Agent::apply(const policy::Snapshot& snapshot) {
     log::error(kLog, "redirect rules from config: {}; keeping the previous rules", r.error().str());
     mode = redirectMode_.load();
   }
-  redirectMode_ = mode == "ebpf" ? "ebpf" : "nftables";
+  redirectMode_ = mode == "ebpf" ? "ebpf" : mode == "nftables" ? "nftables" : "none";
 
   FenceParams fp;
   fp.podInterfaces = options_.podInterfaces;
