@@ -31,11 +31,7 @@ cleanup() {
   lab del-pod "$pod" >/dev/null 2>&1
 }
 trap cleanup EXIT
-lab del-pod "$pod" >/dev/null 2>&1
-if ! out=$(lab add-pod "$pod" --namespace default 2>&1); then
-  echo "observed: add-pod failed: $out"
-  exit 1
-fi
+SCRATCH_POD_TRAP=0 scratch_pod "$pod" --namespace default
 require_protected client
 require_protected "$pod"
 
