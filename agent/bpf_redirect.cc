@@ -46,9 +46,9 @@ Result<std::shared_ptr<BpfRedirect>> BpfRedirect::create(const RedirectParams& p
   cfg.proxy_port = params.proxyPort;
   cfg.dns_port = params.dnsProxyPort;
   cfg.quic_port = params.quicPort;
-  auto backstop = bpf::SkbBackstop::load(maps);
+  auto backstop = bpf::SkbBackstop::load(cfg, maps);
   if (!backstop) return std::unexpected(backstop.error());
-  auto redirect = bpf::SockRedirect::load(cfg, maps, backstop->dropsMapFd());
+  auto redirect = bpf::SockRedirect::load(cfg, maps, backstop->sharedMaps());
   if (!redirect) return std::unexpected(redirect.error());
   return std::shared_ptr<BpfRedirect>(
       new BpfRedirect(params, std::move(pinDir), std::move(*mount), std::move(*self),
