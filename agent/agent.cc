@@ -52,6 +52,13 @@ Agent::Agent(AgentOptions options)
     if (!orig && bpf) return *local;
     return orig;
   };
+  // The same order for a QUIC datagram's destination; an error sends the telemetry to conntrack.
+  inputs_.quicOriginalDst = [this](int fd,
+                                   const proxy::Endpoint& from) -> Result<proxy::Endpoint> {
+    auto bpf = bpf_.load();
+    if (!bpf) return fail("not in ebpf mode");
+    return bpf->quicOriginalDst(fd, from);
+  };
 }
 
 Agent::~Agent() { stop(); }

@@ -140,23 +140,40 @@ std::string BpfRedirect::expected() const {
   return out;
 }
 
+namespace {
+
+proxy::Endpoint endpointOf(const tg_orig_dst& o) {
+  sockaddr_storage ss{};
+  if (o.family == 4) {
+    auto* sin = reinterpret_cast<sockaddr_in*>(&ss);
+    sin->sin_family = AF_INET;
+    sin->sin_addr.s_addr = o.addr[0];
+    sin->sin_port = htons(o.port);
+  } else {
+    auto* sin6 = reinterpret_cast<sockaddr_in6*>(&ss);
+    sin6->sin6_family = AF_INET6;
+    std::memcpy(&sin6->sin6_addr, o.addr, sizeof sin6->sin6_addr);
+    sin6->sin6_port = htons(o.port);
+  }
+  return proxy::fromSockaddr(ss);
+}
+
+}  // namespace
+
 Result<proxy::Endpoint> BpfRedirect::originalDst(int fd) const {
   auto o = redirect_.takeOriginalDst(fd);
   if (!o) return std::unexpected(o.error());
   if (!*o) return fail("no original destination recorded for this connection (not redirected)");
+  return endpointOf(**o);
+}
+
+Result<proxy::Endpoint> BpfRedirect::quicOriginalDst(int fd, const proxy::Endpoint& from) const {
   sockaddr_storage ss{};
-  if ((*o)->family == 4) {
-    auto* sin = reinterpret_cast<sockaddr_in*>(&ss);
-    sin->sin_family = AF_INET;
-    sin->sin_addr.s_addr = (*o)->addr[0];
-    sin->sin_port = htons((*o)->port);
-  } else {
-    auto* sin6 = reinterpret_cast<sockaddr_in6*>(&ss);
-    sin6->sin6_family = AF_INET6;
-    std::memcpy(&sin6->sin6_addr, (*o)->addr, sizeof sin6->sin6_addr);
-    sin6->sin6_port = htons((*o)->port);
-  }
-  return proxy::fromSockaddr(ss);
+  proxy::toSockaddr(from, &ss);
+  auto o = backstop_.quicOriginalDst(fd, ss);
+  if (!o) return std::unexpected(o.error());
+  if (!*o) return fail(fmt::format("no destination recorded for the datagram from {}", from.str()));
+  return endpointOf(**o);
 }
 
 }  // namespace tollgate::agent

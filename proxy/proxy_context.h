@@ -110,6 +110,11 @@ struct ProxyInputs {
   // nftables mode's REDIRECT, read from conntrack); the eBPF mode answers from its redirect's
   // record (agent/bpf_redirect.h). Called once per accepted connection.
   std::function<Result<Endpoint>(int fd)> originalDst;
+  // Where a datagram the QUIC telemetry socket `fd` received from `from` (a pod socket) was going
+  // before the redirect sent it there. Null or an error: the pod netns's conntrack table (the
+  // nftables mode's REDIRECT); the eBPF mode answers from what its programs filed
+  // (agent/bpf_redirect.h).
+  std::function<Result<Endpoint>(int fd, const Endpoint& from)> quicOriginalDst;
 
   Result<Endpoint> originalDestination(int fd, const Endpoint& local) const {
     if (originalDst) return originalDst(fd);
