@@ -1,8 +1,8 @@
 #pragma once
 
 // The sender side of RFC 9001 §5, for tests: a real OpenSSL ClientHello in a CRYPTO frame, sealed
-// into a client Initial with header protection. Shared by the QUIC parser's unit tests and the
-// netns tests that send Initials to the telemetry socket.
+// into a client Initial with header protection. Shared by the QUIC parser's unit tests and fuzz
+// target and the netns tests that send Initials to the telemetry socket.
 
 #include <openssl/bio.h>
 #include <openssl/evp.h>
@@ -59,11 +59,12 @@ inline Bytes cryptoFrame(uint64_t offset, std::span<const uint8_t> data) {
   return f;
 }
 
-// AEAD-seals `frames` (padded so the sample exists) into a client Initial with a 4-byte packet
-// number, then applies header protection.
-inline Bytes sealInitial(const Bytes& dcid, const Bytes& frames, uint32_t pn, size_t padTo = 0) {
-  const auto keys = deriveQuicInitialKeys(dcid).value();
-  Bytes plain = frames;
+// AEAD-seals `frames` (padded so the sample exists) into a client Initial for `dcid` with a
+// 4-byte packet number, then applies header protection. `keys`: deriveQuicInitialKeys(dcid),
+// which a caller sealing many (the fuzz target) derives once.
+inline Bytes sealInitial(const QuicInitialKeys& keys, std::span<const uint8_t> dcid,
+                         std::span<const uint8_t> frames, uint32_t pn, size_t padTo) {
+  Bytes plain(frames.begin(), frames.end());
   if (plain.size() < padTo) plain.resize(padTo, 0x00);  // PADDING frames
   Bytes header{0xc3, 0x00, 0x00, 0x00, 0x01, static_cast<uint8_t>(dcid.size())};
   header.insert(header.end(), dcid.begin(), dcid.end());
@@ -99,6 +100,10 @@ inline Bytes sealInitial(const Bytes& dcid, const Bytes& frames, uint32_t pn, si
   packet[0] ^= mask[0] & 0x0f;
   for (int i = 0; i < 4; ++i) packet[pnOffset + i] ^= mask[1 + i];
   return packet;
+}
+
+inline Bytes sealInitial(const Bytes& dcid, const Bytes& frames, uint32_t pn, size_t padTo = 0) {
+  return sealInitial(deriveQuicInitialKeys(dcid).value(), dcid, frames, pn, padTo);
 }
 
 // A client's first Initial naming `sni`, padded as clients pad it.
