@@ -39,17 +39,15 @@ Agent::Agent(AgentOptions options)
   inputs_.options.maxConnectionsPerPod = options_.maxConnectionsPerPod;
   // The eBPF mode's record first (a connection it redirected has no conntrack entry), then
   // SO_ORIGINAL_DST: pods still under nftables during a mode change keep working.
-  inputs_.originalDst = [this](int fd) -> Result<proxy::Endpoint> {
+  inputs_.originalDst = [this](int fd, const proxy::Endpoint& local) -> Result<proxy::Endpoint> {
     auto bpf = bpf_.load();
     if (bpf) {
       if (auto o = bpf->originalDst(fd)) return o;
     }
-    auto local = proxy::localEndpoint(fd);
-    if (!local) return std::unexpected(local.error());
-    auto orig = proxy::originalDestination(fd, local->ip.isV4() ? AF_INET : AF_INET6);
+    auto orig = proxy::originalDestination(fd, local.ip.isV4() ? AF_INET : AF_INET6);
     // No redirect record and no NAT: nothing rewrote this connection, so it went where it
     // arrived, the proxy's own port (refused as a loop).
-    if (!orig && bpf) return *local;
+    if (!orig && bpf) return local;
     return orig;
   };
   // The same order for a QUIC datagram's destination; an error sends the telemetry to conntrack.
