@@ -207,6 +207,10 @@ asio::awaitable<Reflector::WatchEnd> Reflector::watch() {
     co_return WatchEnd::Failed;
   }
   conn_ = *conn;
+  if (!rewatchFrom_.empty()) {  // asked for while connecting
+    conn_.reset();
+    co_return WatchEnd::Expired;
+  }
   bool gone = false, bad = false;
   std::string badWhy;
   auto onLine = [&](std::string_view line) {
@@ -249,7 +253,7 @@ asio::awaitable<Reflector::WatchEnd> Reflector::watch() {
       if (ev->type != WatchEvent::Type::Bookmark) status_.events++;
     }
     if (ev->type != WatchEvent::Type::Bookmark && onChange_ && !stopped_) onChange_(store_);
-    return !stopped_;
+    return !stopped_ && rewatchFrom_.empty();
   };
   // Bookmarks come about once a minute; a silent minute and a half more is a dead connection.
   auto res = co_await conn_->streamLines(target, options_.watchTimeout + std::chrono::seconds(90), onLine);

@@ -37,7 +37,8 @@ TEST(WatchEventTest, ParsesEveryType) {
 }
 
 TEST(WatchEventTest, BadLinesAreErrorsNotCrashes) {
-  const std::pair<const char*, const char*> cases[] = {
+  const std::string deep(100000, '[');
+  const std::pair<std::string, const char*> cases[] = {
       {"", "not JSON"},
       {"{\"type\":\"ADDED\",", "not JSON"},
       {"[1,2]", "not a JSON object"},
@@ -49,7 +50,7 @@ TEST(WatchEventTest, BadLinesAreErrorsNotCrashes) {
       {R"({"type":"ADDED","object":{"metadata":{"name":"x"}}})", "no metadata.resourceVersion"},
       {R"({"type":"ADDED","object":{"metadata":{"resourceVersion":"1"}}})", "no metadata.name"},
       {R"({"type":"ADDED","object":{"metadata":{"name":5,"resourceVersion":"1"}}})", "no metadata.name"},
-      {std::string(100000, '[').c_str(), "not JSON"},
+      {deep, "not JSON"},
   };
   for (const auto& [line, why] : cases) {
     auto r = parseWatchEvent(line);
