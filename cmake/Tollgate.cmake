@@ -18,10 +18,11 @@ function(tollgate_library component)
   target_link_libraries(tollgate_${component} PUBLIC ${ARG_DEPS})
 endfunction()
 
-# tollgate_tests(<dir under tests/> LABEL <label> DEPS lib...)
-# One test executable per test directory, every *_test.cc in it, each gtest case a ctest test.
+# tollgate_tests(<dir under tests/> LABEL <label> DEPS lib... [PROPERTIES prop value...])
+# One test executable per test directory, every *_test.cc in it, each gtest case a ctest test;
+# PROPERTIES are added to each (fixtures, locks, environment).
 function(tollgate_tests dir)
-  cmake_parse_arguments(ARG "" "LABEL;TIMEOUT" "DEPS" ${ARGN})
+  cmake_parse_arguments(ARG "" "LABEL;TIMEOUT" "DEPS;PROPERTIES" ${ARGN})
   file(GLOB srcs CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/${dir}/*_test.cc)
   if(NOT srcs)
     return()
@@ -36,7 +37,7 @@ function(tollgate_tests dir)
     set(ARG_TIMEOUT 120)
   endif()
   gtest_discover_tests(${exe}
-    PROPERTIES LABELS ${ARG_LABEL} TIMEOUT ${ARG_TIMEOUT}
+    PROPERTIES LABELS ${ARG_LABEL} TIMEOUT ${ARG_TIMEOUT} ${ARG_PROPERTIES}
     DISCOVERY_TIMEOUT 60)
   # `gtest_suites` builds every unit and netns test binary (and what they run) but not the rest:
   # the sanitizer builds of `make test` / `make test-sanitize` need nothing more.
