@@ -39,18 +39,23 @@ Agent::Agent(AgentOptions options)
   inputs_.options.maxConnectionsPerPod = options_.maxConnectionsPerPod;
   // The eBPF mode's record first (a connection it redirected has no conntrack entry), then
   // SO_ORIGINAL_DST: pods still under nftables during a mode change keep working.
-  inputs_.originalDst = [this](int fd) -> Result<proxy::Endpoint> {
+  inputs_.originalDst = [this](int fd, const proxy::Endpoint& local) -> Result<proxy::Endpoint> {
     auto bpf = bpf_.load();
     if (bpf) {
       if (auto o = bpf->originalDst(fd)) return o;
     }
-    auto local = proxy::localEndpoint(fd);
-    if (!local) return std::unexpected(local.error());
-    auto orig = proxy::originalDestination(fd, local->ip.isV4() ? AF_INET : AF_INET6);
+    auto orig = proxy::originalDestination(fd, local.ip.isV4() ? AF_INET : AF_INET6);
     // No redirect record and no NAT: nothing rewrote this connection, so it went where it
     // arrived, the proxy's own port (refused as a loop).
-    if (!orig && bpf) return *local;
+    if (!orig && bpf) return local;
     return orig;
+  };
+  // The same order for a QUIC datagram's destination; an error sends the telemetry to conntrack.
+  inputs_.quicOriginalDst = [this](int fd,
+                                   const proxy::Endpoint& from) -> Result<proxy::Endpoint> {
+    auto bpf = bpf_.load();
+    if (!bpf) return fail("not in ebpf mode");
+    return bpf->quicOriginalDst(fd, from);
   };
 }
 
@@ -137,7 +142,7 @@ void Agent::apply(const policy::Snapshot& snapshot) {
     log::error(kLog, "redirect rules from config: {}; keeping the previous rules", r.error().str());
     mode = redirectMode_.load();
   }
-  redirectMode_ = mode == "ebpf" ? "ebpf" : "nftables";
+  redirectMode_ = mode == "ebpf" ? "ebpf" : mode == "nftables" ? "nftables" : "none";
 
   FenceParams fp;
   fp.podInterfaces = options_.podInterfaces;
@@ -438,13 +443,6 @@ admin::AdminReply Agent::verify(const admin::VerifyRequest& req) {
     r.set_error(subject.error().str());
     return r;
   }
-  // The probes run on threads of this process, in the pod's netns but in the agent's cgroup,
-  // where the eBPF programs never see them: their verdicts would say nothing about the pod.
-  if (subject->redirect && std::string_view(subject->redirect->mode()) == "ebpf") {
-    r.set_error("verify is not available in ebpf mode yet: its probes would run in the agent's "
-                "cgroup, not the pod's (tollgatectl rules shows the pod's programs)");
-    return r;
-  }
   PodVerifier::Inputs in;
   in.ns = req.namespace_();
   in.name = req.name();
@@ -452,6 +450,15 @@ admin::AdminReply Agent::verify(const admin::VerifyRequest& req) {
   in.redirect = subject->redirect;
   in.podKey = subject->key;
   in.podCgroup = subject->cgroup;
+  if (subject->redirect) {
+    // ebpf: the programs see only processes in the pod's cgroup, so the probes run there.
+    auto cg = subject->redirect->probeCgroup(subject->target());
+    if (!cg) {
+      r.set_error("verify: the pod's cgroup: " + cg.error().str());
+      return r;
+    }
+    in.probeCgroup = *cg;
+  }
   std::shared_ptr<const HostFence> fence;
   {
     std::lock_guard lock(fenceMu_);

@@ -60,6 +60,8 @@ class Agent {
   // settings (resolvers, redirect, fence). On failure keeps the old snapshot and logs every error.
   bool reload();
   bool ready() const;
+  // "nftables", "ebpf", or "none" while no redirect could be loaded (status, tollgatectl).
+  std::string redirectMode() const { return redirectMode_.load(); }
 
   proxy::Metrics& metrics() { return metrics_; }
   PodManager& pods() { return *pods_; }
@@ -137,7 +139,9 @@ class Agent {
   // so programs are loaded once); the proxy asks it for original destinations. SharedSlot: read
   // by every accepted connection, swapped by apply().
   SharedSlot<const BpfRedirect> bpf_;
-  std::atomic<const char*> redirectMode_{"nftables"};  // what apply() installed last (status)
+  // What apply() installed last (status): "nftables", "ebpf", or "none" while no redirect
+  // could be loaded (CNI ADDs are refused then).
+  std::atomic<const char*> redirectMode_{"none"};
   std::shared_ptr<const identity::CertificateAuthority> ca_;
   std::unique_ptr<identity::SvidManager> svids_;
   std::unique_ptr<proxy::TunnelPool> tunnels_;

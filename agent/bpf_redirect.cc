@@ -36,22 +36,32 @@ Result<std::shared_ptr<BpfRedirect>> BpfRedirect::create(const RedirectParams& p
   // nobody but a process with CAP_DAC_OVERRIDE / CAP_DAC_READ_SEARCH may even look inside: mode
   // 0 keeps out a root that has only, say, NET_ADMIN (and the owner bits would not, for uid 0).
   if (::chmod(pinDir.c_str(), 0) != 0) return failErrno("bpf pin dir " + pinDir + ": chmod 0");
+  // Read once: the mount and the agent's cgroup do not change under a running agent, and
+  // cgroupOf() runs for every pod on every reconcile.
+  auto mount = bpf::cgroup2Mount();
+  if (!mount) return std::unexpected(mount.error());
+  auto self = selfCgroup();
+  if (!self) return std::unexpected(self.error());
   tg_config cfg{};
   cfg.proxy_port = params.proxyPort;
   cfg.dns_port = params.dnsProxyPort;
   cfg.quic_port = params.quicPort;
-  auto backstop = bpf::SkbBackstop::load(maps);
+  auto backstop = bpf::SkbBackstop::load(cfg, maps);
   if (!backstop) return std::unexpected(backstop.error());
-  auto redirect = bpf::SockRedirect::load(cfg, maps, backstop->dropsMapFd());
+  auto redirect = bpf::SockRedirect::load(cfg, maps, backstop->sharedMaps());
   if (!redirect) return std::unexpected(redirect.error());
   return std::shared_ptr<BpfRedirect>(
-      new BpfRedirect(params, std::move(pinDir), std::move(*redirect), std::move(*backstop)));
+      new BpfRedirect(params, std::move(pinDir), std::move(*mount), std::move(*self),
+                      std::move(*redirect), std::move(*backstop)));
 }
 
-BpfRedirect::BpfRedirect(RedirectParams params, std::string pinDir, bpf::SockRedirect redirect,
+BpfRedirect::BpfRedirect(RedirectParams params, std::string pinDir, std::string cgroupMount,
+                         std::string selfCgroup, bpf::SockRedirect redirect,
                          bpf::SkbBackstop backstop)
     : params_(std::move(params)),
       pinDir_(std::move(pinDir)),
+      cgroupMount_(std::move(cgroupMount)),
+      selfCgroup_(std::move(selfCgroup)),
       redirect_(std::move(redirect)),
       backstop_(std::move(backstop)) {
   auto b = backstop_.hooks();
@@ -61,15 +71,17 @@ BpfRedirect::BpfRedirect(RedirectParams params, std::string pinDir, bpf::SockRed
 }
 
 Result<BpfRedirect::Cgroup> BpfRedirect::cgroupOf(const PodTarget& pod) const {
-  auto mount = bpf::cgroup2Mount();
-  if (!mount) return std::unexpected(mount.error());
-  auto self = selfCgroup();
-  if (!self) return std::unexpected(self.error());
-  auto path = podCgroupPath(pod.cgroup, *mount, *self);
+  auto path = podCgroupPath(pod.cgroup, cgroupMount_, selfCgroup_);
   if (!path) return std::unexpected(path.error().wrap("pod " + pod.key));
   auto id = bpf::cgroupId(*path);
   if (!id) return std::unexpected(id.error().wrap("pod " + pod.key));
   return Cgroup{*path, *id};
+}
+
+Result<std::string> BpfRedirect::probeCgroup(const PodTarget& pod) const {
+  auto cg = cgroupOf(pod);
+  if (!cg) return std::unexpected(cg.error());
+  return cg->path;
 }
 
 std::string BpfRedirect::linkDir(const PodTarget& pod) const {
@@ -128,23 +140,40 @@ std::string BpfRedirect::expected() const {
   return out;
 }
 
+namespace {
+
+proxy::Endpoint endpointOf(const tg_orig_dst& o) {
+  sockaddr_storage ss{};
+  if (o.family == 4) {
+    auto* sin = reinterpret_cast<sockaddr_in*>(&ss);
+    sin->sin_family = AF_INET;
+    sin->sin_addr.s_addr = o.addr[0];
+    sin->sin_port = htons(o.port);
+  } else {
+    auto* sin6 = reinterpret_cast<sockaddr_in6*>(&ss);
+    sin6->sin6_family = AF_INET6;
+    std::memcpy(&sin6->sin6_addr, o.addr, sizeof sin6->sin6_addr);
+    sin6->sin6_port = htons(o.port);
+  }
+  return proxy::fromSockaddr(ss);
+}
+
+}  // namespace
+
 Result<proxy::Endpoint> BpfRedirect::originalDst(int fd) const {
   auto o = redirect_.takeOriginalDst(fd);
   if (!o) return std::unexpected(o.error());
   if (!*o) return fail("no original destination recorded for this connection (not redirected)");
+  return endpointOf(**o);
+}
+
+Result<proxy::Endpoint> BpfRedirect::quicOriginalDst(int fd, const proxy::Endpoint& from) const {
   sockaddr_storage ss{};
-  if ((*o)->family == 4) {
-    auto* sin = reinterpret_cast<sockaddr_in*>(&ss);
-    sin->sin_family = AF_INET;
-    sin->sin_addr.s_addr = (*o)->addr[0];
-    sin->sin_port = htons((*o)->port);
-  } else {
-    auto* sin6 = reinterpret_cast<sockaddr_in6*>(&ss);
-    sin6->sin6_family = AF_INET6;
-    std::memcpy(&sin6->sin6_addr, (*o)->addr, sizeof sin6->sin6_addr);
-    sin6->sin6_port = htons((*o)->port);
-  }
-  return proxy::fromSockaddr(ss);
+  proxy::toSockaddr(from, &ss);
+  auto o = backstop_.quicOriginalDst(fd, ss);
+  if (!o) return std::unexpected(o.error());
+  if (!*o) return fail(fmt::format("no destination recorded for the datagram from {}", from.str()));
+  return endpointOf(**o);
 }
 
 }  // namespace tollgate::agent

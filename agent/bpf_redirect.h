@@ -18,7 +18,8 @@ namespace tollgate::agent {
 // links pinned under <pinDir>/pods/<ns>_<name>/, maps pinned under <pinDir>/maps/ (counters and
 // original destinations outlive the agent and are shared with the next one). Nothing is put in
 // the pod's netns: the capture listeners are the same ones the nftables mode uses, reached by
-// the connect hooks rewriting the destination instead of by REDIRECT.
+// the connect hooks rewriting the destination instead of by REDIRECT. Both objects are loaded with
+// the same tg_config and share tg_drops and tg_quic_orig (SkbBackstop::sharedMaps).
 //
 // install() adopts links a previous agent pinned and replaces their programs atomically; the
 // reconciler's verify() finds a detached link or a replaced program and install() repairs it.
@@ -38,14 +39,20 @@ class BpfRedirect final : public RedirectInstaller {
   Result<std::optional<std::string>> listing(const PodTarget& pod) const override;
   std::string expected() const override;
   const RedirectParams& params() const override { return params_; }
+  // The pod's cgroup directory: the programs are attached there.
+  Result<std::string> probeCgroup(const PodTarget& pod) const override;
 
   // The proxy's lookup (ProxyInputs::originalDst): where the connection accepted on `fd` in a
   // pod netns was going, from the redirect's record; an error when there is none.
   Result<proxy::Endpoint> originalDst(int fd) const;
+  // The QUIC telemetry's lookup (ProxyInputs::quicOriginalDst): where the datagram that the
+  // telemetry socket `fd` in a pod netns received from `from` was going before the redirect sent
+  // it there (skb_backstop files it); an error when nothing is recorded for that source.
+  Result<proxy::Endpoint> quicOriginalDst(int fd, const proxy::Endpoint& from) const;
 
  private:
-  BpfRedirect(RedirectParams params, std::string pinDir, bpf::SockRedirect redirect,
-              bpf::SkbBackstop backstop);
+  BpfRedirect(RedirectParams params, std::string pinDir, std::string cgroupMount,
+              std::string selfCgroup, bpf::SockRedirect redirect, bpf::SkbBackstop backstop);
   struct Cgroup {
     std::string path;
     uint64_t id = 0;
@@ -55,6 +62,8 @@ class BpfRedirect final : public RedirectInstaller {
 
   RedirectParams params_;
   std::string pinDir_;
+  std::string cgroupMount_;  // the cgroup2 mount and the agent's own cgroup, read in create()
+  std::string selfCgroup_;
   bpf::SockRedirect redirect_;
   bpf::SkbBackstop backstop_;
   std::vector<bpf::Hook> hooks_;  // attach order: the backstop's sockops first, its egress last

@@ -1,8 +1,14 @@
 #include "agent/pod_verifier.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -10,7 +16,9 @@
 #include <cerrno>
 #include <cstring>
 #include <thread>
+#include <type_traits>
 
+#include "common/fd.h"
 #include "common/log.h"
 #include "policy/ip.h"
 #include "proxy/socket_util.h"
@@ -141,6 +149,110 @@ bool PodVerifier::proxySaw(uint64_t cursor, const Probe& p, ProbeEvidence& e) co
   }
 }
 
+Result<ProbeOutcome> PodVerifier::probe(const Probe& p) const {
+  if (!in_.probeCgroup.empty()) return probeInCgroup(p);
+  ProbeOutcome o;
+  auto st = in_.pod->run([&]() -> Status {
+    // This helper thread alone takes the probe's identity, and exits with it.
+    if (auto id = becomeUser(p.user, in_.podUid); !id) {
+      o.stage = ProbeOutcome::Stage::Credentials;
+      o.err = id.error().code;
+      return {};
+    }
+    o = runProbe(p, static_cast<int>(in_.probeWait.count()));
+    return {};
+  });
+  if (!st) return std::unexpected(st.error());
+  return o;
+}
+
+namespace {
+
+// What the probe child reports through its pipe: how far it got, and the outcome.
+struct ChildReport {
+  enum Step : int32_t { Cgroup = 1, Netns = 2, Probed = 3 };
+  int32_t step = 0;
+  int32_t err = 0;
+  ProbeOutcome outcome;
+};
+static_assert(std::is_trivially_copyable_v<ChildReport>);
+
+}  // namespace
+
+Result<ProbeOutcome> PodVerifier::probeInCgroup(const Probe& p) const {
+  // A leaf of the pod's cgroup: the pod's programs apply to it (effective programs are
+  // inherited), its counters count for the pod (they are kept by the pod's cgroup, found among
+  // the ancestors), and a leaf takes processes even where the pod's cgroup has controllers
+  // enabled for its containers (cgroup v2 keeps processes out of such inner nodes).
+  const std::string leaf = in_.probeCgroup + "/tollgate-verify";
+  if (::mkdir(leaf.c_str(), 0700) != 0 && errno != EEXIST) {
+    return failErrno("probe cgroup " + leaf + ": mkdir");
+  }
+  Fd procs(::open((leaf + "/cgroup.procs").c_str(), O_WRONLY | O_CLOEXEC));
+  if (!procs) return failErrno("probe cgroup " + leaf + ": open cgroup.procs");
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) return failErrno("probe: pipe2");
+  Fd rd(fds[0]), wr(fds[1]);
+  const int waitMs = static_cast<int>(in_.probeWait.count());
+  const int netnsFd = in_.pod->fd();
+  pid_t pid = ::fork();
+  if (pid < 0) return failErrno("probe: fork");
+  if (pid == 0) {
+    // The child: only system calls and the probe itself, then _exit (nothing of the agent's
+    // state is unwound or flushed here).
+    ChildReport r;
+    auto report = [&](int32_t step, int32_t err) {
+      r.step = step;
+      r.err = err;
+      (void)!::write(wr.get(), &r, sizeof r);
+      ::_exit(0);
+    };
+    if (::write(procs.get(), "0", 1) != 1) report(ChildReport::Cgroup, errno);
+    if (::setns(netnsFd, CLONE_NEWNET) != 0) report(ChildReport::Netns, errno);
+    if (auto id = becomeUser(p.user, in_.podUid); !id) {
+      r.outcome.stage = ProbeOutcome::Stage::Credentials;
+      r.outcome.err = id.error().code;
+    } else {
+      r.outcome = runProbe(p, waitMs);
+    }
+    report(ChildReport::Probed, 0);
+  }
+  wr.reset();
+  ChildReport r;
+  size_t got = 0;
+  // The probe waits at most waitMs; this bound only catches a child that hangs.
+  pollfd pfd{rd.get(), POLLIN, 0};
+  const int bound = waitMs * 4 + 10000;
+  while (got < sizeof r) {
+    int n = ::poll(&pfd, 1, bound);
+    if (n <= 0) break;
+    ssize_t k = ::read(rd.get(), reinterpret_cast<char*>(&r) + got, sizeof r - got);
+    if (k <= 0) break;
+    got += static_cast<size_t>(k);
+  }
+  if (got < sizeof r) ::kill(pid, SIGKILL);
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  // Empty again once the child is reaped; a later verify makes it anew.
+  if (::rmdir(leaf.c_str()) != 0 && errno != ENOENT) {
+    log::warn(kLog, "probe cgroup {}: rmdir: {}", leaf, std::strerror(errno));
+  }
+  if (got < sizeof r) {
+    return fail(fmt::format("probe process in {} gave no report (status {:#x})", leaf, status));
+  }
+  if (r.step == ChildReport::Cgroup) {
+    return fail(fmt::format("probe process: cannot join cgroup {}: {}", leaf, std::strerror(r.err)),
+                r.err);
+  }
+  if (r.step == ChildReport::Netns) {
+    return fail(fmt::format("probe process: cannot enter the pod's netns: {}",
+                            std::strerror(r.err)),
+                r.err);
+  }
+  return r.outcome;
+}
+
 admin::VerifyCheck PodVerifier::runVector(const Probe& p) const {
   admin::VerifyCheck c;
   c.set_vector(p.vector);
@@ -153,22 +265,13 @@ admin::VerifyCheck PodVerifier::runVector(const Probe& p) const {
   uint64_t cursor = in_.journal ? in_.journal->newest() : 0;
   e.podBefore = podCounters();
   e.fenceBefore = fenceCounters();
-  ProbeOutcome o;
-  auto st = in_.pod->run([&]() -> Status {
-    // This helper thread alone takes the probe's identity, and exits with it.
-    if (auto id = becomeUser(p.user, in_.podUid); !id) {
-      o.stage = ProbeOutcome::Stage::Credentials;
-      o.err = id.error().code;
-      return {};
-    }
-    o = runProbe(p, static_cast<int>(in_.probeWait.count()));
-    return {};
-  });
-  if (!st) {
+  auto probed = probe(p);
+  if (!probed) {
     c.set_passed(false);
-    c.set_outcome("not run: " + st.error().str());
+    c.set_outcome("not run: " + probed.error().str());
     return c;
   }
+  const ProbeOutcome& o = *probed;
   // The agent's records of it come on other threads (a session ending, a packet crossing the
   // veth): read them until they account for the probe, or until `settle` has passed.
   auto until = std::chrono::steady_clock::now() + in_.settle;

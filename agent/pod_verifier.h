@@ -28,6 +28,9 @@ class PodVerifier {
     std::string ns, name;
     std::shared_ptr<Netns> pod;
     std::string podKey, podCgroup;                      // for PodTarget
+    // Non-empty: the redirect sees a process as the pod only in this cgroup directory (ebpf
+    // mode), so each probe runs in a child process placed below it instead of an agent thread.
+    std::string probeCgroup;
     std::shared_ptr<const RedirectInstaller> redirect;  // null: no redirect installer
     const HostFence* fence = nullptr;             // null: none installed
     const Netns* node = nullptr;                  // the node netns (fence, route)
@@ -55,6 +58,10 @@ class PodVerifier {
   // Whether the journal holds a connection of this pod to the probe's port after `cursor` (for
   // the proxy's own port also one it could not attribute: no original destination, "-").
   bool proxySaw(uint64_t cursor, const Probe& p, ProbeEvidence& e) const;
+  // Runs the probe with its credentials in the pod's netns: on a helper thread, or in a child
+  // process in in_.probeCgroup. An error when it could not be started at all.
+  Result<ProbeOutcome> probe(const Probe& p) const;
+  Result<ProbeOutcome> probeInCgroup(const Probe& p) const;
 
   PodTarget target() const { return PodTarget(*in_.pod, in_.podKey, in_.podCgroup); }
 

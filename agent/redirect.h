@@ -59,6 +59,10 @@ class RedirectInstaller {
   virtual std::string expected() const = 0;
 
   virtual const RedirectParams& params() const = 0;
+
+  /// The cgroup a process must run in for this redirect to see it as the pod (tollgatectl
+  /// verify's probes): empty when the netns alone decides (nftables).
+  virtual Result<std::string> probeCgroup(const PodTarget& /*pod*/) const { return std::string(); }
 };
 
 // Which destinations reached over the loopback device skip the redirect.

@@ -8,7 +8,12 @@
  * from a request socket; an accepted socket never went through BPF_SOCK_OPS_TCP_CONNECT_CB), or
  * IPv6 neighbour discovery. Raw sockets, AF_INET packets of a socket that escaped the connect hook
  * and TCP Fast Open SYNs of an active socket all meet the drop. (AF_PACKET frames never traverse
- * the IP stack of the pod; the host fence is their line.) */
+ * the IP stack of the pod; the host fence is their line.)
+ *
+ * On lo it also files where a datagram to the QUIC telemetry socket (127.0.0.1 / ::1 :quic_port)
+ * was going before sock_redirect sent it there: tg_quic_orig by socket cookie has it, and only the
+ * packet has the source port a connected socket got after its connect hook ran (tg_quic_by_peer,
+ * read by the agent with the telemetry socket's netns cookie and the datagram's source). */
 #include "vmlinux.h"
 
 #include <bpf/bpf_endian.h>
@@ -23,6 +28,11 @@
 #define TG_SOCK_STREAM 1      /* SOCK_STREAM: a #define, so not in vmlinux.h */
 
 #include "tollgate_counters.bpf.h"
+#include "tollgate_quic.bpf.h"
+
+#define TG_IP_OFFSET_MASK 0x1fff /* iphdr.frag_off without the flags */
+
+const volatile struct tg_config tg_cfg = {};
 
 /* Sockets a pod opened actively (connect, TCP Fast Open), by socket cookie. */
 struct {
@@ -31,6 +41,67 @@ struct {
   __type(key, __u64);
   __type(value, __u8);
 } tg_active SEC(".maps");
+
+/* Where the datagrams to the telemetry socket were going, by struct tg_peer_key: the pod's netns
+ * and the datagram's source address and port. The agent only looks (a QUIC client sends its
+ * Initial more than once from the same port); each datagram files its own, so a port reused by
+ * another socket is filed anew, and an entry no datagram refreshes ages out. */
+struct {
+  __uint(type, BPF_MAP_TYPE_LRU_HASH);
+  __uint(max_entries, 65536);
+  __type(key, struct tg_peer_key);
+  __type(value, struct tg_orig_dst);
+} tg_quic_by_peer SEC(".maps");
+
+/* A packet leaving on lo: when it is a UDP datagram to the telemetry socket from a socket the
+ * redirect saw send to udp/443 (or to the telemetry socket itself: family 0, nothing to say),
+ * files that socket's destination under the datagram's source. A socket the hooks never saw (one
+ * from before the attach) has no netns cookie here and files nothing. */
+static __always_inline void tg_quic_file(struct __sk_buff *skb)
+{
+  if (!tg_cfg.quic_port)
+    return;
+  struct tg_peer_key k = {};
+  struct udphdr udp;
+  if (skb->protocol == bpf_htons(TG_ETH_P_IP)) {
+    struct iphdr ip;
+    if (bpf_skb_load_bytes(skb, 0, &ip, sizeof(ip)) < 0)
+      return;
+    if (ip.protocol != IPPROTO_UDP || ip.daddr != bpf_htonl(0x7f000001) ||
+        (ip.frag_off & bpf_htons(TG_IP_OFFSET_MASK)))
+      return;
+    if (bpf_skb_load_bytes(skb, ip.ihl * 4, &udp, sizeof(udp)) < 0)
+      return;
+    k.addr[0] = ip.saddr;
+    k.family = 4;
+  } else if (skb->protocol == bpf_htons(TG_ETH_P_IPV6)) {
+    struct ipv6hdr ip6;
+    if (bpf_skb_load_bytes(skb, 0, &ip6, sizeof(ip6)) < 0)
+      return;
+    __u32 *d = ip6.daddr.in6_u.u6_addr32;
+    if (ip6.nexthdr != IPPROTO_UDP || d[0] || d[1] || d[2] || d[3] != bpf_htonl(1))
+      return; /* not udp to ::1 (or behind extension headers: not the redirect's) */
+    if (bpf_skb_load_bytes(skb, sizeof(ip6), &udp, sizeof(udp)) < 0)
+      return;
+    __u32 *s = ip6.saddr.in6_u.u6_addr32;
+    k.addr[0] = s[0];
+    k.addr[1] = s[1];
+    k.addr[2] = s[2];
+    k.addr[3] = s[3];
+    k.family = 6;
+  } else {
+    return;
+  }
+  if (udp.dest != bpf_htons(tg_cfg.quic_port))
+    return;
+  __u64 cookie = bpf_get_socket_cookie(skb);
+  struct tg_quic_orig *q = bpf_map_lookup_elem(&tg_quic_orig, &cookie);
+  if (!q)
+    return;
+  k.netns_cookie = q->netns_cookie;
+  k.port = bpf_ntohs(udp.source);
+  bpf_map_update_elem(&tg_quic_by_peer, &k, &q->dst, BPF_ANY);
+}
 
 /* A TCP packet of a connection made TO the pod. */
 static __always_inline int tg_tcp_answer(struct __sk_buff *skb)
@@ -50,8 +121,10 @@ static __always_inline int tg_tcp_answer(struct __sk_buff *skb)
 /* 1: the packet may leave; 0: drop it, counted as *cls. */
 static __always_inline int tg_backstop(struct __sk_buff *skb, __u32 *cls)
 {
-  if (skb->ifindex == TG_LOOPBACK_IFINDEX)
+  if (skb->ifindex == TG_LOOPBACK_IFINDEX) {
+    tg_quic_file(skb);
     return 1; /* stays in the pod: the redirected flows, the pod talking to itself */
+  }
   if (skb->protocol == bpf_htons(TG_ETH_P_IP)) {
     struct iphdr ip;
     if (bpf_skb_load_bytes(skb, 0, &ip, sizeof(ip)) < 0) {

@@ -12,6 +12,9 @@
 #include <sstream>
 #include <utility>
 
+#include "bpf/peer_key.h"
+
+// The skeleton names struct tg_config from the ABI header (bpf/skb_backstop.h).
 #include "skb_backstop.skel.h"
 
 namespace tollgate::bpf {
@@ -25,11 +28,13 @@ std::unexpected<Error> failBpf(const std::string& what, int rc) {
 
 }  // namespace
 
-Result<SkbBackstop> SkbBackstop::load(const std::string& pinMaps) {
+Result<SkbBackstop> SkbBackstop::load(const tg_config& config, const std::string& pinMaps) {
   tg_skb_backstop* skel = tg_skb_backstop::open();
   if (!skel) return failBpf("open skb_backstop", -errno);
+  skel->rodata->tg_cfg = config;
   if (!pinMaps.empty()) {
-    for (bpf_map* m : {skel->maps.tg_drops, skel->maps.tg_active}) {
+    for (bpf_map* m : {skel->maps.tg_drops, skel->maps.tg_active, skel->maps.tg_quic_orig,
+                       skel->maps.tg_quic_by_peer}) {
       std::string path = pinMaps + "/" + bpf_map__name(m);
       if (int rc = bpf_map__set_pin_path(m, path.c_str()); rc != 0) {
         tg_skb_backstop::destroy(skel);
@@ -64,7 +69,9 @@ std::vector<Hook> SkbBackstop::hooks() const {
   return {{"sockops_active", skel_->progs.tg_sockops}, {"skb_egress", skel_->progs.tg_skb_egress}};
 }
 
-int SkbBackstop::dropsMapFd() const { return bpf_map__fd(skel_->maps.tg_drops); }
+SharedMaps SkbBackstop::sharedMaps() const {
+  return {bpf_map__fd(skel_->maps.tg_drops), bpf_map__fd(skel_->maps.tg_quic_orig)};
+}
 int SkbBackstop::egressFd() const { return bpf_program__fd(skel_->progs.tg_skb_egress); }
 int SkbBackstop::sockopsFd() const { return bpf_program__fd(skel_->progs.tg_sockops); }
 
@@ -101,6 +108,23 @@ Result<tg_counters> SkbBackstop::counters(uint64_t id) const {
   int rc = bpf_map__lookup_elem(skel_->maps.tg_drops, &id, sizeof id, &c, sizeof c, 0);
   if (rc != 0) return failBpf(fmt::format("counters of cgroup {}", id), rc);
   return c;
+}
+
+Result<std::optional<tg_orig_dst>> SkbBackstop::quicOriginalDst(
+    int socketFd, const sockaddr_storage& from) const {
+  const auto what = [socketFd] {
+    return fmt::format("bpf: QUIC destination of a datagram on socket {}", socketFd);
+  };
+  auto cookie = netnsCookie(socketFd);
+  if (!cookie) return std::unexpected(cookie.error().wrap(what()));
+  auto key = peerKey(*cookie, from);
+  if (!key) return std::unexpected(key.error().wrap(what()));
+  tg_orig_dst o{};
+  int rc = bpf_map__lookup_elem(skel_->maps.tg_quic_by_peer, &*key, sizeof *key, &o, sizeof o, 0);
+  if (rc == -ENOENT) return std::optional<tg_orig_dst>();
+  if (rc != 0) return failBpf(fmt::format("{} ({}): tg_quic_by_peer", what(), describe(*key)), rc);
+  if (o.family != 4 && o.family != 6) return std::optional<tg_orig_dst>();  // sent here itself
+  return std::optional<tg_orig_dst>(o);
 }
 
 Result<uint32_t> SkbBackstop::testRun(std::span<const uint8_t> frame, uint32_t ifindex) const {

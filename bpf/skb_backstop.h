@@ -1,8 +1,11 @@
 #pragma once
 
+#include <sys/socket.h>
+
 #include <array>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -20,19 +23,27 @@ namespace tollgate::bpf {
 inline constexpr std::array<const char*, TG_COUNTER_SLOTS> kCounterNames = {
     "drop_tcp", "drop_udp", "drop_icmp", "drop_other", "drop_ipv6", "dns", "drop_dot"};
 
+// The maps the backstop owns and sock_redirect writes too (SockRedirect::load reuses them): the
+// drop counters and the QUIC destinations by socket cookie. -1: sock_redirect's own.
+struct SharedMaps {
+  int drops = -1;
+  int quicOrig = -1;
+};
+
 // The eBPF mode's backstop (bpf/skb_backstop.bpf.c), loaded once per agent: a cgroup_skb/egress
 // program that drops and counts what would leave a pod's cgroup on a device other than lo and is
-// not the pod answering a connection made to it, and the sockops program that records the
-// sockets a pod opened itself. Move-only; unloads on destruction (links keep attached programs
-// alive: see CgroupLinks).
+// not the pod answering a connection made to it, and files where datagrams to the QUIC telemetry
+// socket on lo were going; and the sockops program that records the sockets a pod opened itself.
+// Move-only; unloads on destruction (links keep attached programs alive: see CgroupLinks).
 class SkbBackstop {
  public:
   // Opens and loads the skeleton (verifier) and creates the counter bucket 0 for drops that
-  // belong to no tracked cgroup. It needs no configuration: it knows loopback and answers only.
-  // `pinMaps` (a bpffs directory): its maps are pinned there, or the ones already pinned there
-  // are reused, so counters and the record of active opens outlive the agent and are shared
-  // with the next one. Empty: private maps.
-  static Result<SkbBackstop> load(const std::string& pinMaps = "");
+  // belong to no tracked cgroup. Of `config` it reads quic_port (0: files no QUIC destination);
+  // to drop, it knows loopback and answers only. `pinMaps` (a bpffs directory): its maps are
+  // pinned there, or the ones already pinned there are reused, so counters, the record of active
+  // opens and the QUIC destinations outlive the agent and are shared with the next one. Empty:
+  // private maps.
+  static Result<SkbBackstop> load(const tg_config& config, const std::string& pinMaps = "");
 
   SkbBackstop(SkbBackstop&&) noexcept;
   SkbBackstop& operator=(SkbBackstop&&) noexcept;
@@ -56,8 +67,16 @@ class SkbBackstop {
   // The programs attach() attaches, in its order, for pinned links (bpf/cgroup_links.h).
   std::vector<Hook> hooks() const;
 
-  // tg_drops, for sock_redirect to count its refusals in (SockRedirect::load).
-  int dropsMapFd() const;
+  // Where the datagram the agent's UDP socket `socketFd` (in a pod's netns) received from `from`
+  // was going before the redirect sent it to the QUIC telemetry socket, found by the socket's
+  // netns (SO_NETNS_COOKIE) and `from`; nullopt when nothing was filed for that source or it
+  // sent to the telemetry socket's address itself. The entry stays: a client sends its Initial
+  // more than once.
+  Result<std::optional<tg_orig_dst>> quicOriginalDst(int socketFd,
+                                                     const sockaddr_storage& from) const;
+
+  // tg_drops and tg_quic_orig, for sock_redirect to write in (SockRedirect::load).
+  SharedMaps sharedMaps() const;
   int egressFd() const;
   int sockopsFd() const;
 

@@ -11,7 +11,10 @@
  *   UDP (connect or sendmsg) to port 53   -> the DNS proxy, :dns_port; the server asked kept by
  *                                            socket cookie (tg_udp_orig), and given back by
  *                                            cgroup/recvmsg4/6 as the source of its replies
- *   UDP to port 443                       -> the read-only QUIC telemetry socket, :quic_port
+ *   UDP to port 443                       -> the read-only QUIC telemetry socket, :quic_port;
+ *                                            the original destination and the socket's netns
+ *                                            kept by socket cookie (tg_quic_orig), for
+ *                                            skb_backstop to file under the datagram's source
  *   any other UDP sendmsg off loopback    -> refused (EPERM), counted drop_udp (853: drop_dot);
  *                                            a UDP connect there is left alone, its sends meet
  *                                            skb_backstop
@@ -28,6 +31,7 @@
 
 #include "tollgate_abi.h"
 #include "tollgate_counters.bpf.h"
+#include "tollgate_quic.bpf.h"
 
 #define TG_SOCK_STREAM 1
 #define TG_SOCK_DGRAM 2
@@ -116,6 +120,33 @@ static __always_inline void tg_keep_dns(void *ctx, struct tg_orig_dst *o)
   bpf_map_update_elem(&tg_udp_orig, &cookie, o, BPF_ANY);
 }
 
+/* Keeps where a UDP socket sent QUIC (family 0: to the telemetry socket itself), with its netns. */
+static __always_inline void tg_keep_quic(void *ctx, const struct tg_orig_dst *o)
+{
+  struct tg_quic_orig q = {.dst = *o, .netns_cookie = bpf_get_netns_cookie(ctx)};
+  __u64 cookie = bpf_get_socket_cookie(ctx);
+  bpf_map_update_elem(&tg_quic_orig, &cookie, &q, BPF_ANY);
+}
+
+/* A UDP socket sending straight to the telemetry socket's port on loopback: what it sends there
+ * was not redirected, so an earlier destination of the same socket must not be filed for it.
+ * Except a send to where the socket is connected: an IPv6 socket connected to an IPv4-mapped
+ * address meets cgroup/sendmsg4 on every send(), with that address (udpv6_sendmsg hands
+ * udp_sendmsg a sockaddr_in), and for a redirected one that is the loopback target its connect
+ * hook rewrote to and filed the destination for. ip4: network order, 0 for ::1 (the quirk is
+ * IPv4's); port: host order. */
+static __always_inline void tg_quic_direct(struct bpf_sock_addr *ctx, __u32 type, __u32 ip4,
+                                           __u16 port)
+{
+  if (type != TG_SOCK_DGRAM || port != tg_cfg.quic_port)
+    return;
+  struct bpf_sock *sk = ctx->sk;
+  if (ip4 && sk && sk->dst_ip4 == ip4 && sk->dst_port == bpf_htons(port))
+    return;
+  struct tg_orig_dst none = {};
+  tg_keep_quic(ctx, &none);
+}
+
 /* A TCP socket going straight to loopback has no original destination. */
 static __always_inline void tg_forget(void *ctx)
 {
@@ -144,7 +175,8 @@ static __always_inline __u32 tg_kind(struct bpf_sock_addr *ctx)
 
 /* 1 allow (possibly rewritten), 0 refuse. ip4: in/out, network order; port: in/out, host order.
  * type: tg_kind(), 0 for a socket refused already. */
-static __always_inline int tg_redirect4(void *ctx, __u32 type, __u32 *ip4, __u16 *port)
+static __always_inline int tg_redirect4(struct bpf_sock_addr *ctx, __u32 type, __u32 *ip4,
+                                        __u16 *port)
 {
   if ((*ip4 & bpf_htonl(0xff000000)) == bpf_htonl(0x7f000000)) {
     /* The pod's loopback: stays in the pod (the proxy refuses its own ports). A TCP socket can
@@ -152,6 +184,7 @@ static __always_inline int tg_redirect4(void *ctx, __u32 type, __u32 *ip4, __u16
      * redirect's destination. */
     if (type == TG_SOCK_STREAM)
       tg_forget(ctx);
+    tg_quic_direct(ctx, type, *ip4, *port);
     return 1;
   }
   if (type == TG_SOCK_STREAM) {
@@ -169,10 +202,11 @@ static __always_inline int tg_redirect4(void *ctx, __u32 type, __u32 *ip4, __u16
     __u16 to = tg_udp_port(*port);
     if (!to)
       return 0;
-    if (*port == 53) {
-      struct tg_orig_dst o = {.addr = {*ip4, 0, 0, 0}, .port = 53, .family = 4};
+    struct tg_orig_dst o = {.addr = {*ip4, 0, 0, 0}, .port = *port, .family = 4};
+    if (*port == 53)
       tg_keep_dns(ctx, &o);
-    }
+    else
+      tg_keep_quic(ctx, &o); /* 443: the only other port tg_udp_port lets through */
     *ip4 = bpf_htonl(0x7f000001);
     *port = to;
     return 1;
@@ -219,8 +253,10 @@ static __always_inline int tg_sock6(struct bpf_sock_addr *ctx, int connect)
     return 1;
   }
   if (a0 == 0 && a1 == 0 && a2 == 0 && a3 == bpf_htonl(1)) {
-    if (ctx->type == TG_SOCK_STREAM)
+    __u32 type = ctx->type; /* read once: see TG_CTX_STORE on what clang does to ctx offsets */
+    if (type == TG_SOCK_STREAM)
       tg_forget(ctx); /* ::1, as for 127/8 */
+    tg_quic_direct(ctx, type, 0, port);
     return 1;
   }
   __u32 kind = tg_kind(ctx);
@@ -235,13 +271,15 @@ static __always_inline int tg_sock6(struct bpf_sock_addr *ctx, int connect)
     bpf_map_update_elem(&tg_orig_dst, &cookie, &o, BPF_ANY);
     port = to;
   } else if (kind == TG_SOCK_DGRAM) {
-    if (port == 53) {
-      struct tg_orig_dst o = {.addr = {a0, a1, a2, a3}, .port = 53, .family = 6};
-      tg_keep_dns(ctx, &o);
-    }
-    port = tg_udp_port(port);
-    if (!port)
+    __u16 to = tg_udp_port(port);
+    if (!to)
       return 0;
+    struct tg_orig_dst o = {.addr = {a0, a1, a2, a3}, .port = port, .family = 6};
+    if (port == 53)
+      tg_keep_dns(ctx, &o);
+    else
+      tg_keep_quic(ctx, &o);
+    port = to;
   } else {
     return 0;
   }

@@ -1,9 +1,7 @@
 #include "bpf/sock_redirect.h"
 
-#include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
 
 #include <fmt/format.h>
@@ -12,9 +10,7 @@
 #include <cstring>
 #include <utility>
 
-#ifndef SO_NETNS_COOKIE
-#define SO_NETNS_COOKIE 71  // Linux 5.14; older libc headers lack it
-#endif
+#include "bpf/peer_key.h"
 
 // The skeleton names struct tg_config from the ABI header, included above.
 #include "sock_redirect.skel.h"
@@ -22,7 +18,7 @@
 namespace tollgate::bpf {
 
 Result<SockRedirect> SockRedirect::load(const tg_config& config, const std::string& pinMaps,
-                                        int dropsMapFd) {
+                                        SharedMaps shared) {
   tg_sock_redirect* skel = tg_sock_redirect::open();
   if (!skel) return failErrno("bpf: open sock_redirect");
   skel->rodata->tg_cfg = config;
@@ -30,9 +26,11 @@ Result<SockRedirect> SockRedirect::load(const tg_config& config, const std::stri
     tg_sock_redirect::destroy(skel);
     return fail(fmt::format("bpf: sock_redirect: {}: {}", what, std::strerror(-rc)), -rc);
   };
-  if (dropsMapFd >= 0) {
-    if (int rc = bpf_map__reuse_fd(skel->maps.tg_drops, dropsMapFd); rc != 0) {
-      return failed("share the backstop's tg_drops", rc);
+  for (auto [map, fd] : {std::pair{skel->maps.tg_drops, shared.drops},
+                         std::pair{skel->maps.tg_quic_orig, shared.quicOrig}}) {
+    if (fd < 0) continue;
+    if (int rc = bpf_map__reuse_fd(map, fd); rc != 0) {
+      return failed(fmt::format("share the backstop's {}", bpf_map__name(map)), rc);
     }
   }
   if (!pinMaps.empty()) {
@@ -91,46 +89,22 @@ Result<std::optional<tg_orig_dst>> SockRedirect::takeOriginalDst(int acceptedFd)
   const auto what = [acceptedFd] {
     return fmt::format("bpf: original destination of accepted socket {}", acceptedFd);
   };
-  tg_peer_key key{};
-  socklen_t len = sizeof key.netns_cookie;
-  if (::getsockopt(acceptedFd, SOL_SOCKET, SO_NETNS_COOKIE, &key.netns_cookie, &len) != 0) {
-    return failErrno(what() + ": SO_NETNS_COOKIE");
-  }
+  auto cookie = netnsCookie(acceptedFd);
+  if (!cookie) return std::unexpected(cookie.error().wrap(what()));
   sockaddr_storage peer{};
   socklen_t peerLen = sizeof peer;
   if (::getpeername(acceptedFd, reinterpret_cast<sockaddr*>(&peer), &peerLen) != 0) {
     return failErrno(what() + ": getpeername");
   }
-  char text[INET6_ADDRSTRLEN] = {};
-  if (peer.ss_family == AF_INET) {
-    const auto& a = reinterpret_cast<const sockaddr_in&>(peer);
-    key.addr[0] = a.sin_addr.s_addr;
-    key.port = ntohs(a.sin_port);
-    key.family = 4;
-    ::inet_ntop(AF_INET, &a.sin_addr, text, sizeof text);
-  } else if (peer.ss_family == AF_INET6) {
-    const auto& a = reinterpret_cast<const sockaddr_in6&>(peer);
-    key.port = ntohs(a.sin6_port);
-    if (IN6_IS_ADDR_V4MAPPED(&a.sin6_addr)) {
-      std::memcpy(&key.addr[0], &a.sin6_addr.s6_addr[12], 4);  // as the sockops program folds it
-      key.family = 4;
-      ::inet_ntop(AF_INET, &key.addr[0], text, sizeof text);
-    } else {
-      std::memcpy(key.addr, &a.sin6_addr, sizeof key.addr);
-      key.family = 6;
-      ::inet_ntop(AF_INET6, &a.sin6_addr, text, sizeof text);
-    }
-  } else {
-    return fail(fmt::format("{}: peer of address family {}, not IP", what(), peer.ss_family),
-                EAFNOSUPPORT);
-  }
+  auto key = peerKey(*cookie, peer);
+  if (!key) return std::unexpected(key.error().wrap(what()));
   tg_orig_dst o{};
-  int rc = bpf_map__lookup_and_delete_elem(skel_->maps.tg_orig_by_peer, &key, sizeof key, &o,
+  int rc = bpf_map__lookup_and_delete_elem(skel_->maps.tg_orig_by_peer, &*key, sizeof *key, &o,
                                            sizeof o, 0);
   if (rc == -ENOENT) return std::optional<tg_orig_dst>();
   if (rc != 0) {
-    return fail(fmt::format("{} (peer {} port {}, netns cookie {}): tg_orig_by_peer: {}", what(),
-                            text, key.port, key.netns_cookie, std::strerror(-rc)),
+    return fail(fmt::format("{} ({}): tg_orig_by_peer: {}", what(), describe(*key),
+                            std::strerror(-rc)),
                 -rc);
   }
   return std::optional<tg_orig_dst>(o);

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "bpf/cgroup_links.h"
+#include "bpf/skb_backstop.h"
 #include "bpf/tollgate_abi.h"
 #include "common/error.h"
 
@@ -19,7 +20,9 @@ namespace tollgate::bpf {
 //                          loopback (:proxy_port), its original destination kept by socket cookie;
 //                          UDP as for sendmsg
 //   cgroup/sendmsg4/6      UDP to port 53 goes to the DNS proxy (:dns_port), the server asked
-//                          kept by socket cookie; 443 to the QUIC socket; the rest is refused
+//                          kept by socket cookie; 443 to the QUIC socket, where it was going
+//                          kept by socket cookie for the backstop (SkbBackstop::quicOriginalDst);
+//                          the rest is refused
 //   sockops                at TCP connect, copies the original destination under the client's
 //                          netns and local address and port, for the proxy to take from its
 //                          accepted socket (takeOriginalDst); deletes that entry for a connect
@@ -33,10 +36,11 @@ class SockRedirect {
  public:
   // `pinMaps` (a bpffs directory): the original-destination maps are pinned there or the ones
   // pinned there reused (an agent restart or handoff keeps serving what the old programs
-  // recorded); empty: private maps. `dropsMapFd`: the backstop's tg_drops, so that a pod's
-  // refusals are counted with its drops (SkbBackstop::dropsMapFd); -1: a private one.
+  // recorded); empty: private maps. `shared` (SkbBackstop::sharedMaps): the backstop's tg_drops,
+  // so that a pod's refusals are counted with its drops, and its tg_quic_orig, which it reads to
+  // file QUIC destinations; -1: a private one.
   static Result<SockRedirect> load(const tg_config& config, const std::string& pinMaps = "",
-                                   int dropsMapFd = -1);
+                                   SharedMaps shared = {});
   SockRedirect(SockRedirect&&) noexcept;
   SockRedirect& operator=(SockRedirect&&) noexcept;
   ~SockRedirect();

@@ -3,8 +3,11 @@
 the given SNI to host:port over UDP, padded to 1200 bytes, protected with the Initial keys of
 RFC 9001 §5 (AES-128-GCM + AES header protection, from the `cryptography` package). What a
 browser's first QUIC packet looks like; prints "sent <bytes> bytes, dcid <hex>" or the error.
+--connect: connect() the socket first and send() on it, as most QUIC clients do (the default is
+sendto() on an unconnected socket); --interval: seconds between Initials (a client resends its
+Initial when nothing answers).
 
-usage: quic_initial.py <host> <port> <sni> [--count N]
+usage: quic_initial.py <host> <port> <sni> [--count N] [--connect] [--interval SECONDS]
 """
 import argparse
 import hashlib
@@ -12,6 +15,7 @@ import hmac
 import os
 import socket
 import struct
+import time
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -99,12 +103,25 @@ def main():
     p.add_argument("port", type=int)
     p.add_argument("sni")
     p.add_argument("--count", type=int, default=1)
+    p.add_argument("--connect", action="store_true")
+    p.add_argument("--interval", type=float, default=0.0)
     a = p.parse_args()
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    for _ in range(a.count):
+    if a.connect:
+        try:
+            s.connect((a.host, a.port))
+        except OSError as e:
+            print(f"connect failed: {e.strerror}")
+            return
+    for i in range(a.count):
+        if i and a.interval:
+            time.sleep(a.interval)
         pkt, dcid = initial_packet(a.sni)
         try:
-            s.sendto(pkt, (a.host, a.port))
+            if a.connect:
+                s.send(pkt)
+            else:
+                s.sendto(pkt, (a.host, a.port))
             print(f"sent {len(pkt)} bytes, dcid {dcid.hex()}")
         except OSError as e:
             print(f"send failed: {e.strerror}")

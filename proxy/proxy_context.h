@@ -108,11 +108,17 @@ struct ProxyInputs {
   EventJournal* events = nullptr;
   // Where a connection accepted on a capture listener was going. Null: SO_ORIGINAL_DST (the
   // nftables mode's REDIRECT, read from conntrack); the eBPF mode answers from its redirect's
-  // record (agent/bpf_redirect.h). Called once per accepted connection.
-  std::function<Result<Endpoint>(int fd)> originalDst;
+  // record (agent/bpf_redirect.h). Called once per accepted connection, with the address it
+  // was accepted on (the caller has it already).
+  std::function<Result<Endpoint>(int fd, const Endpoint& local)> originalDst;
+  // Where a datagram the QUIC telemetry socket `fd` received from `from` (a pod socket) was going
+  // before the redirect sent it there. Null or an error: the pod netns's conntrack table (the
+  // nftables mode's REDIRECT); the eBPF mode answers from what its programs filed
+  // (agent/bpf_redirect.h).
+  std::function<Result<Endpoint>(int fd, const Endpoint& from)> quicOriginalDst;
 
   Result<Endpoint> originalDestination(int fd, const Endpoint& local) const {
-    if (originalDst) return originalDst(fd);
+    if (originalDst) return originalDst(fd, local);
     return proxy::originalDestination(fd, local.ip.isV4() ? AF_INET : AF_INET6);
   }
 };

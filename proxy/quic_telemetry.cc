@@ -18,7 +18,8 @@ namespace tollgate::proxy {
 namespace {
 
 constexpr std::string_view kLog = "quic";
-// At most one conntrack read per pod this often: each is a thread hop into the pod netns.
+// At most one destination lookup per pod this often: a conntrack read is a thread hop into the
+// pod netns (the eBPF mode's map lookup is cheap, but the limit also bounds what a flood costs).
 constexpr std::chrono::milliseconds kLookupInterval{50};
 constexpr size_t kMaxTracked = 4096;
 
@@ -124,11 +125,28 @@ awaitable<void> QuicTelemetry::loop(asio::ip::udp::socket* sock) {
     if (ec) continue;
     auto ip = policy::IpAddress::parse(d.from.address().to_string());
     if (!ip) continue;
-    seen(d.bytes, Endpoint{*ip, d.from.port()});
+    seen(d.bytes, Endpoint{*ip, d.from.port()}, sock->native_handle());
   }
 }
 
-void QuicTelemetry::seen(std::span<const uint8_t> datagram, const Endpoint& from) {
+std::optional<Endpoint> QuicTelemetry::originalDst(const Endpoint& from, int fd) {
+  if (inputs_.quicOriginalDst) {
+    auto dst = inputs_.quicOriginalDst(fd, from);
+    if (dst) return *dst;
+    log::debug(kLog, "pod {}: {}; trying conntrack", pod_.key(), dst.error().str());
+  }
+  std::string table;
+  (void)runner_([&table]() -> Result<int> {
+    std::ifstream f("/proc/thread-self/net/nf_conntrack");
+    std::ostringstream ss;
+    ss << f.rdbuf();
+    table = ss.str();
+    return 0;
+  });
+  return originalDstFromConntrack(table, from, port_);
+}
+
+void QuicTelemetry::seen(std::span<const uint8_t> datagram, const Endpoint& from, int fd) {
   QuicInitialInfo info = parseQuicInitial(datagram);
   if (!info.isQuic) return;  // other UDP to 443: dropped without a word, like all UDP
   attempts_++;
@@ -138,16 +156,7 @@ void QuicTelemetry::seen(std::span<const uint8_t> datagram, const Endpoint& from
     if (now - lastLookup_ < kLookupInterval) return;
     lastLookup_ = now;
   }
-  std::string table;
-  uint16_t port = port_;
-  (void)runner_([&table]() -> Result<int> {
-    std::ifstream f("/proc/thread-self/net/nf_conntrack");
-    std::ostringstream ss;
-    ss << f.rdbuf();
-    table = ss.str();
-    return 0;
-  });
-  auto dst = originalDstFromConntrack(table, from, port);
+  auto dst = originalDst(from, fd);
   std::string dstText = dst ? dst->str() : "?";
   std::string sni = info.sni.empty() ? "-" : info.sni;
   std::string key = dstText + " " + sni;

@@ -45,7 +45,8 @@ class QuicTelemetry : public std::enable_shared_from_this<QuicTelemetry> {
   uint64_t events() const { return events_.load(); }
 
   // The original destination of the UDP flow from `src` that the redirect sent to `port`, read
-  // from /proc/net/nf_conntrack text (SO_ORIGINAL_DST does not work for UDP sockets).
+  // from /proc/net/nf_conntrack text (SO_ORIGINAL_DST does not work for UDP sockets). The
+  // nftables mode's answer; the eBPF mode's is ProxyInputs::quicOriginalDst.
   static std::optional<Endpoint> originalDstFromConntrack(std::string_view table,
                                                           const Endpoint& src, uint16_t port);
 
@@ -53,7 +54,10 @@ class QuicTelemetry : public std::enable_shared_from_this<QuicTelemetry> {
   QuicTelemetry(ProxyInputs& inputs, PodInfo pod, NetnsRunner runner, uint16_t port)
       : inputs_(inputs), pod_(std::move(pod)), runner_(std::move(runner)), port_(port) {}
   awaitable<void> loop(asio::ip::udp::socket* sock);
-  void seen(std::span<const uint8_t> datagram, const Endpoint& from);
+  void seen(std::span<const uint8_t> datagram, const Endpoint& from, int fd);
+  // Where the datagram from `from` on socket `fd` was going: ProxyInputs::quicOriginalDst, else
+  // the pod netns's conntrack table.
+  std::optional<Endpoint> originalDst(const Endpoint& from, int fd);
 
   ProxyInputs& inputs_;
   PodInfo pod_;

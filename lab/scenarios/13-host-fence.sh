@@ -7,12 +7,7 @@ expected "root in pod 'fence' removes the redirect; then http/https/udp/ping to 
   "no packet from the pod reaches tg-net; the fence's fence_drop counts them"
 
 pod=fence
-lab del-pod "$pod" >/dev/null 2>&1
-trap 'lab del-pod "$pod" >/dev/null 2>&1' EXIT
-if ! out=$(lab add-pod "$pod" --namespace default 2>&1); then
-  echo "observed: add-pod failed: $out"
-  exit 1
-fi
+scratch_pod "$pod" --namespace default
 ip=$(lab_addr "$pod")
 blocked=$(lab_addr blocked.test)
 mark blocked.test

@@ -11,12 +11,7 @@ expected "root in pod 'drift' removes the redirect: CNI CHECK fails with error J
   "{default/drift} +1; agent log names the pod; CHECK passes again; blocked.test 403, httpbin 200"
 
 pod=drift
-lab del-pod "$pod" >/dev/null 2>&1
-trap 'lab del-pod "$pod" >/dev/null 2>&1' EXIT
-if ! out=$(lab add-pod "$pod" --namespace default 2>&1); then
-  echo "observed: add-pod failed: $out"
-  exit 1
-fi
+scratch_pod "$pod" --namespace default
 require_protected "$pod"
 expect_ok "CHECK before" lab cni check "$pod"
 

@@ -3,16 +3,20 @@
 # (direct TCP/UDP/ICMP, IPv6, raw IP, TCP Fast Open, uid 1337, SO_MARK with the proxy's mark,
 # loopback aliases, the proxy's own port, DNS to a resolver of its own, DoT, QUIC) as the pod's
 # uid, as uid 1337 and as root without and with NET_ADMIN/NET_RAW, and judges each from its own
-# counters and journal. On a healthy pod all are refused and nothing reaches tg-net. Then one pod's
-# table and the host fence are deleted with the agent's reconciler off: verify exits 1 naming the
-# vectors, and tg-net's witness confirms that what it called leaks did arrive there. The agent
+# counters and journal (in ebpf mode the probes run in a child process in the pod's cgroup). On a
+# healthy pod all are refused and nothing reaches tg-net. Then one pod's redirect (table, or
+# programs) and the host fence are deleted with the agent's reconciler off: verify exits 1 naming
+# the vectors, and tg-net's witness confirms that what it called leaks did arrive there. The agent
 # restarted with its reconciler puts both back and verify passes again.
 source "$(dirname "$0")/lib.sh"
-only_in_mode nftables "verify's probes run in the agent's cgroup, where the eBPF programs never see them; the agent refuses verify in ebpf mode (tested below for nftables only)"
 expected "verify default/client exit 0, every check PASS (tcp redirected to the proxy, udp dropped by" \
-  "the pod's rules, so-mark as root+net_admin dropped by the host fence), witness from_pods +0;" \
-  "pod table + fence deleted (no reconciler): verify default/leaky exit 1, rules/fence/tcp/udp/" \
-  "so-mark FAIL with LEAK, witness from_pods > 0; agent restarted: verify default/leaky exit 0"
+  "the pod's rules, so-mark as root+net_admin dropped by the host fence in nftables mode," \
+  "redirected to the proxy in ebpf mode), witness from_pods +0; pod redirect + fence deleted (no" \
+  "reconciler): verify default/leaky exit 1, rules/fence/tcp/udp/so-mark FAIL with LEAK, witness" \
+  "from_pods > 0; agent restarted: verify default/leaky exit 0"
+# In ebpf mode the probes run in a child process in the pod's cgroup (where its programs are); a
+# packet mark changes nothing there, so a marked TCP connect is redirected like any other, where
+# the nftables mode lets the proxy's mark out of the pod and the fence drops it.
 
 ctl() { "$LAB_TOLLGATECTL" "$@" --run-dir "$LAB_AGENT_RUN_DIR"; }
 [[ -x $LAB_TOLLGATECTL ]] || fail "no tollgatectl at $LAB_TOLLGATECTL"
@@ -27,19 +31,15 @@ cleanup() {
   lab del-pod "$pod" >/dev/null 2>&1
 }
 trap cleanup EXIT
-lab del-pod "$pod" >/dev/null 2>&1
-if ! out=$(lab add-pod "$pod" --namespace default 2>&1); then
-  echo "observed: add-pod failed: $out"
-  exit 1
-fi
+SCRATCH_POD_TRAP=0 scratch_pod "$pod" --namespace default
 require_protected client
 require_protected "$pod"
 
 # judge <json> <expect: pass|leak>: checks the verify reply; prints a summary.
 judge() {
-  python3 - "$1" "$2" <<'PY'
+  python3 - "$1" "$2" "$(lab_mode)" <<'PY'
 import json, sys
-doc, want = json.loads(sys.argv[1]), sys.argv[2]
+doc, want, mode = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
 checks = doc.get("checks", [])
 by = {(c["vector"], c.get("user", "")): c for c in checks}
 def outcome(v, u=""): return by.get((v, u), {}).get("outcome", "(missing)")
@@ -51,7 +51,8 @@ if want == "pass":
     for (v, u), start in {("tcp", "pod-uid"): "redirected to the proxy",
                           ("tcp", "uid-1337"): "redirected to the proxy",
                           ("udp", "pod-uid"): "dropped by the pod's rules (drop_udp",
-                          ("so-mark", "root+net_admin"): "dropped by the host fence (fence_drop",
+                          ("so-mark", "root+net_admin"): "dropped by the host fence (fence_drop"
+                          if mode == "nftables" else "redirected to the proxy",
                           ("proxy-port", "pod-uid"): "refused by the proxy itself",
                           ("dns", "pod-uid"): "redirected to the DNS proxy",
                           ("dot", "pod-uid"): "dropped by the pod's rules (drop_dot"}.items():
@@ -86,11 +87,12 @@ grep -q '^default/client: no way around the node found' <<<"$table" ||
   fail "table verdict: $(tail -n 1 <<<"$table")"
 observe "table: $(tail -n 1 <<<"$table")"
 
-# 2. Both defences broken, nothing to repair them: verify must say so, vector by vector.
+# 2. Both defences broken (the pod's table, or its programs detached), nothing to repair them:
+# verify must say so, vector by vector.
 broken=1
 TOLLGATE_AGENT_EXTRA_ARGS="--reconcile-interval 0" lab agent restart >/dev/null 2>&1 ||
   fail "agent restart with --reconcile-interval 0 failed"
-ip netns exec "$LAB_POD_NS_PREFIX$pod" nft delete table inet tollgate || fail "deleting the pod table failed"
+remove_redirect "$pod" >/dev/null || fail "removing the pod's redirect failed"
 ip netns exec "$LAB_NS_NODE" nft delete table inet tollgate_fence || fail "deleting the fence failed"
 w0=$(witness from_pods)
 rc=0

@@ -10,12 +10,7 @@ expected "root+net_admin+net_raw in pod 'attacker': bpftool link detach and moun
   "witness from_pods +0; drop_other +1, drop_udp +5, fence_drop +1 (the frame), TFO denied by the proxy"
 
 pod=attacker
-lab del-pod "$pod" >/dev/null 2>&1
-trap 'lab del-pod "$pod" >/dev/null 2>&1' EXIT
-if ! out=$(lab add-pod "$pod" --namespace default 2>&1); then
-  echo "observed: add-pod failed: $out"
-  exit 1
-fi
+scratch_pod "$pod" --namespace default
 require_protected "$pod"
 CAPS=(--caps net_admin,net_raw)
 blocked=$(lab_addr blocked.test)

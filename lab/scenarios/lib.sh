@@ -222,6 +222,22 @@ mode_independent() {
   fi
 }
 
+# scratch_pod <pod> [add-pod options]: a pod of the scenario's own, made afresh (what an earlier
+# run left is deleted first) and deleted when the scenario exits; when it cannot be made the
+# scenario ends with "observed: add-pod failed". A scenario with an EXIT trap of its own sets
+# SCRATCH_POD_TRAP=0 and deletes the pod there.
+scratch_pod() {
+  local pod=$1 out
+  shift
+  lab del-pod "$pod" >/dev/null 2>&1
+  # shellcheck disable=SC2064 # the pod's name, fixed now
+  [[ ${SCRATCH_POD_TRAP:-1} == 0 ]] || trap "\"\$LAB\" del-pod '$pod' >/dev/null 2>&1" EXIT
+  if ! out=$(lab add-pod "$pod" "$@" 2>&1); then
+    echo "observed: add-pod failed: $out"
+    exit 1
+  fi
+}
+
 # require_protected <pod>: records a failure unless tollgate's redirect is installed for the pod
 # (nftables mode: table inet tollgate in its netns; ebpf mode: its links pinned on the lab's
 # bpffs). Without it, an "allowed" result proves nothing.

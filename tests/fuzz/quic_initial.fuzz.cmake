@@ -1,2 +1,2 @@
 tollgate_fuzz_target(quic_initial SOURCES proxy/quic_initial.cc proxy/tls_client_hello.cc
-  LIBS OpenSSL::Crypto)
+  LIBS OpenSSL::SSL OpenSSL::Crypto)

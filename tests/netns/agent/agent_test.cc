@@ -156,6 +156,21 @@ TEST_F(AgentTest, AddFailsWhenNoConfigIsLoaded) {
   EXPECT_NE(httpGet(15021, "/healthz/ready").find("503"), std::string::npos);
 }
 
+// An eBPF mode whose programs cannot be loaded (here: the pin dir is not on a bpffs) leaves the
+// agent without a redirect: it says so (status "none", the load-failure counter) and refuses ADDs
+// rather than enrolling a pod it cannot enforce.
+TEST_F(AgentTest, AnEbpfModeThatCannotLoadSaysNoneAndRefusesAdds) {
+  AgentOptions o = agentOptions();
+  o.redirectMode = "ebpf";
+  o.bpfPinDir = (dir_ / "not-bpffs").string();
+  (void)AgentNetnsTest::startAgent(o);
+  EXPECT_EQ(agent_->redirectMode(), "none");
+  EXPECT_EQ(agent_->metrics().redirectLoadFailures.load(), 1u);
+  auto add = send(enroll::EnrollRequest::ADD);
+  EXPECT_FALSE(add.ok()) << add.msg();
+  EXPECT_FALSE(podTableExists());
+}
+
 TEST_F(AgentTest, BadReloadKeepsTheSnapshotAndIsCounted) {
   startAgent();
   auto before = agent_->snapshot();

@@ -1,11 +1,16 @@
 // The eBPF mode's installer against a real cgroup and a bpffs of the test's own: links pinned
 // per pod, adopted by a second installer (an agent restart or handoff) with their programs
-// replaced in place, a detached link found and re-attached, and what remove() leaves.
+// replaced in place, a detached link found and re-attached, what remove() leaves, and the QUIC
+// telemetry's destinations.
 #include "agent/bpf_redirect.h"
 #include "agent/pod_cgroup.h"
+#include "agent/pod_verifier.h"
 
+#include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -15,11 +20,18 @@
 #include <random>
 #include <regex>
 #include <set>
+#include <thread>
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include "common/fd.h"
+#include "proxy/access_log.h"
+#include "proxy/metrics.h"
+#include "proxy/quic_telemetry.h"
+#include "proxy/resolver.h"
+#include "tests/common/quic_initial_sender.h"
+#include "tests/netns/agent/nft_fixture.h"
 
 namespace tollgate::agent {
 namespace {
@@ -199,7 +211,8 @@ TEST_F(BpfRedirectTest, RefusesAPodWithoutACgroupOrWithTheAgentsOwn) {
   auto none = (*r)->install(PodTarget(*netns_, "default_x", ""));
   ASSERT_FALSE(none);
   EXPECT_NE(none.error().str().find("no cgroupPath"), std::string::npos) << none.error().str();
-  // An agent in the cgroup above the pod's: a child process moves there and asks for both.
+  // An agent in the cgroup above the pod's: a child process moves there, loads (the agent's
+  // cgroup is read then) and asks for both.
   const std::string parentDir = fs::path(cgroupDir_).parent_path().string();
   pid_t pid = ::fork();
   ASSERT_GE(pid, 0);
@@ -207,15 +220,139 @@ TEST_F(BpfRedirectTest, RefusesAPodWithoutACgroupOrWithTheAgentsOwn) {
     int f = ::open((parentDir + "/cgroup.procs").c_str(), O_WRONLY);
     if (f < 0 || ::write(f, "0", 1) != 1) ::_exit(10);
     ::close(f);
-    auto own = (*r)->install(PodTarget(*netns_, "default_x", "/" + parent_));
+    auto moved = BpfRedirect::create(labParams(), pinDir());
+    if (!moved) ::_exit(13);
+    auto own = (*moved)->install(PodTarget(*netns_, "default_x", "/" + parent_));
     if (own || own.error().str().find("agent's own cgroup") == std::string::npos) ::_exit(11);
-    ::_exit((*r)->install(target()) ? 0 : 12);  // the pod's, below the agent's: fine
+    ::_exit((*moved)->install(target()) ? 0 : 12);  // the pod's, below the agent's: fine
   }
   int status = 0;
   ASSERT_EQ(::waitpid(pid, &status, 0), pid);
   ASSERT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 0) << "10: could not join the cgroup, 11: the agent's own cgroup "
-                                       "was accepted, 12: the pod's was refused";
+                                       "was accepted, 12: the pod's was refused, 13: no load";
+}
+
+// tollgatectl verify in ebpf mode: its probes must run where the programs are. A UDP datagram
+// from a probe in the pod's cgroup is refused by them (EPERM, drop_udp); the same probe from an
+// agent thread, which is not in that cgroup, never meets them (here: no route in the netns). The
+// leaf the probe ran in is gone afterwards.
+TEST_F(BpfRedirectTest, VerifyProbesRunInThePodsCgroup) {
+  auto r = BpfRedirect::create(labParams(), pinDir());
+  ASSERT_TRUE(r) << r.error().str();
+  ASSERT_TRUE((*r)->install(target()));
+  auto scratch = nft_testing::ScratchNetns::create("verify");
+  ASSERT_TRUE(scratch) << scratch.error().str();
+  auto podNetns = Netns::open("/run/netns/" + scratch->name());
+  ASSERT_TRUE(podNetns) << podNetns.error().str();
+  auto cg = (*r)->probeCgroup(target());
+  ASSERT_TRUE(cg) << cg.error().str();
+  EXPECT_EQ(*cg, cgroupDir_);
+
+  auto udp = [&](std::string probeCgroup) {
+    PodVerifier::Inputs in;
+    in.ns = "default";
+    in.name = "client";
+    in.pod = std::make_shared<Netns>(std::move(*Netns::open("/run/netns/" + scratch->name())));
+    in.podKey = "default_client";
+    in.podCgroup = "/" + parent_ + "/pod";
+    in.redirect = *r;
+    in.probeCgroup = std::move(probeCgroup);
+    in.settle = std::chrono::milliseconds(200);
+    for (const auto& c : PodVerifier(std::move(in)).run()) {
+      if (c.vector() == "udp" && c.user() == "pod-uid") return c;
+    }
+    return admin::VerifyCheck();
+  };
+  auto inCgroup = udp(*cg);
+  EXPECT_TRUE(inCgroup.passed()) << inCgroup.outcome();
+  EXPECT_EQ(inCgroup.outcome().rfind("dropped by the pod's rules (drop_udp +1)", 0), 0u)
+      << inCgroup.outcome();
+  EXPECT_FALSE(fs::exists(cgroupDir_ + "/tollgate-verify"));
+  auto onThread = udp("");
+  EXPECT_EQ(onThread.outcome().find("drop_udp"), std::string::npos) << onThread.outcome();
+}
+
+// The QUIC telemetry in ebpf mode as the agent wires it: a QuicTelemetry in a pod netns whose
+// ProxyInputs::quicOriginalDst asks the installer, and a process in the pod's cgroup sending a
+// real QUIC Initial to udp/443 as clients do, connect() then send(), and an unconnected sendto(),
+// again every 100 ms until the event is there (a client resends its Initial; the telemetry looks
+// a destination up at most every 50 ms per pod). Each event names where the pod sent it.
+TEST_F(BpfRedirectTest, QuicEventsNameTheDestinationThePodSentTo) {
+  auto r = BpfRedirect::create(labParams(), pinDir());
+  ASSERT_TRUE(r) << r.error().str();
+  ASSERT_TRUE((*r)->install(target()));
+  auto scratch = nft_testing::ScratchNetns::create("quic");
+  ASSERT_TRUE(scratch) << scratch.error().str();
+  const Netns& podNetns = scratch->netns();
+
+  proxy::asio::io_context io;
+  auto work = proxy::asio::make_work_guard(io);
+  proxy::SnapshotHolder snapshots;
+  proxy::Metrics metrics;
+  proxy::AccessLog accessLog;
+  proxy::Resolver resolver(io);
+  proxy::ProxyInputs inputs{io, proxy::ProxyOptions{}, snapshots, metrics, accessLog, resolver};
+  inputs.quicOriginalDst = [&r](int fd, const proxy::Endpoint& from) {
+    return (*r)->quicOriginalDst(fd, from);
+  };
+  proxy::PodInfo pod;
+  pod.ns = "default";
+  pod.name = "client";
+  auto q = proxy::QuicTelemetry::create(
+      inputs, pod, [&](const std::function<Result<int>()>& fn) { return podNetns.runFd(fn); });
+  ASSERT_TRUE(q) << q.error().str();
+  (*q)->start();
+  std::thread ioThread([&io] { io.run(); });
+
+  const std::string procs = cgroupDir_ + "/cgroup.procs";
+  for (auto [how, addr] :
+       {std::pair{"connect", "198.51.100.7"}, std::pair{"sendto", "192.0.2.1"}}) {
+    const bool connectFirst = std::string(how) == "connect";
+    const std::string sni = fmt::format("{}.quic.test", how);
+    const auto initial = proxy::quic_testing::clientInitial(sni.c_str());
+    sockaddr_in to{};
+    to.sin_family = AF_INET;
+    to.sin_port = htons(443);
+    ASSERT_EQ(::inet_pton(AF_INET, addr, &to.sin_addr), 1);
+    int stop[2];
+    ASSERT_EQ(::pipe2(stop, O_CLOEXEC), 0);
+    pid_t pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {  // system calls only: the parent has threads
+      ::close(stop[1]);
+      int f = ::open(procs.c_str(), O_WRONLY);
+      if (f < 0 || ::write(f, "0", 1) != 1) ::_exit(10);
+      if (::setns(podNetns.fd(), CLONE_NEWNET) != 0) ::_exit(11);
+      int s = ::socket(AF_INET, SOCK_DGRAM, 0);
+      const auto* sa = reinterpret_cast<const sockaddr*>(&to);
+      if (connectFirst && ::connect(s, sa, sizeof to) != 0) ::_exit(12);
+      for (int i = 0; i < 100; ++i) {
+        ssize_t n = connectFirst ? ::send(s, initial.data(), initial.size(), 0)
+                                 : ::sendto(s, initial.data(), initial.size(), 0, sa, sizeof to);
+        if (n != static_cast<ssize_t>(initial.size())) ::_exit(13);
+        pollfd p{stop[0], POLLIN, 0};
+        if (::poll(&p, 1, 100) != 0) ::_exit(0);  // told to stop
+      }
+      ::_exit(14);
+    }
+    ::close(stop[0]);
+    const std::string want =
+        fmt::format("pod default/client tried QUIC to {}:443 sni={}", addr, sni);
+    for (int i = 0; i < 500 && (*q)->lastEvent() != want; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    ::close(stop[1]);
+    int status = 0;
+    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        << how << ": " << status
+        << " (10: join the cgroup, 11: enter the netns, 12: connect, 13: send, 14: never stopped)";
+    EXPECT_EQ((*q)->lastEvent(), want);
+  }
+  (*q)->close();
+  work.reset();
+  ioThread.join();
 }
 
 }  // namespace

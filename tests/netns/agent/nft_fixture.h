@@ -29,6 +29,7 @@
 #include "agent/netns.h"
 #include "agent/rule_report.h"
 #include "common/error.h"
+#include "common/fd.h"
 
 extern char** environ;
 
@@ -43,28 +44,7 @@ inline constexpr int kHangMs = 30000;
 #define IP6T_SO_ORIGINAL_DST 80  // <linux/netfilter_ipv6/ip6_tables.h> clashes with libc headers
 #endif
 
-class Fd {
- public:
-  Fd() = default;
-  explicit Fd(int fd) : fd_(fd) {}
-  Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
-  Fd& operator=(Fd&& o) noexcept {
-    if (this != &o) {
-      reset();
-      fd_ = std::exchange(o.fd_, -1);
-    }
-    return *this;
-  }
-  ~Fd() { reset(); }
-  int get() const { return fd_; }
-  void reset() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-
- private:
-  int fd_ = -1;
-};
+using tollgate::Fd;
 
 inline std::string randomSuffix() {
   std::random_device rd;

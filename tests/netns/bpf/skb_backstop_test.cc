@@ -69,7 +69,7 @@ class SkbBackstopTest : public testing::BpfNetnsTest {
   void SetUp() override {
     BpfNetnsTest::SetUp();
     if (IsSkipped() || HasFatalFailure()) return;
-    auto b = SkbBackstop::load();
+    auto b = SkbBackstop::load(tg_config{});
     ASSERT_TRUE(b) << b.error().str();
     backstop_.emplace(std::move(*b));
   }

@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <tuple>
@@ -81,12 +82,37 @@ class SockRedirectTest : public testing::BpfNetnsTest {
   }
 
   void TearDown() override {
-    for (int fd : {tcp4_, tcp6_, dns4_, dns6_, quic_}) {
+    for (int fd : {tcp4_, tcp6_, dns4_, dns6_, quic_, quic6_}) {
       if (fd >= 0) ::close(fd);
     }
-    links_.reset();  // detach before the cgroup is removed
+    backstopLinks_.reset();  // detach before the cgroup is removed
+    links_.reset();
     redirect_.reset();
+    backstop_.reset();
     BpfNetnsTest::TearDown();
+  }
+
+  // Loads a backstop and, sharing its maps as the agent does, a redirect that replaces this
+  // test's on the cgroup. `attachBackstop`: the backstop's programs go on the cgroup too.
+  void loadShared(bool attachBackstop) {
+    auto b = SkbBackstop::load(testing::labConfig());
+    ASSERT_TRUE(b) << b.error().str();
+    backstop_.emplace(std::move(*b));
+    auto r = SockRedirect::load(testing::labConfig(), "", backstop_->sharedMaps());
+    ASSERT_TRUE(r) << r.error().str();
+    links_.reset();
+    redirect_.emplace(std::move(*r));
+    int cg = ::open(cgroup_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    ASSERT_GE(cg, 0);
+    if (attachBackstop) {
+      auto links = backstop_->attach(cg, cgroup_);
+      ASSERT_TRUE(links) << links.error().str();
+      backstopLinks_ = std::move(*links);
+    }
+    auto links = redirect_->attach(cg, cgroup_);
+    ::close(cg);
+    ASSERT_TRUE(links) << links.error().str();
+    links_ = std::move(*links);
   }
 
   // Starts `fn(pause)` in a forked process in the cgroup and the pod netns.
@@ -121,13 +147,16 @@ class SockRedirectTest : public testing::BpfNetnsTest {
       dns4_ = bound(AF_INET, SOCK_DGRAM, "127.0.0.1", 15053);
       dns6_ = bound(AF_INET6, SOCK_DGRAM, "::1", 15053);
       quic_ = bound(AF_INET, SOCK_DGRAM, "127.0.0.1", 15443);
+      quic6_ = bound(AF_INET6, SOCK_DGRAM, "::1", 15443);
     });
-    for (int fd : {tcp4_, tcp6_, dns4_, dns6_, quic_}) ASSERT_GE(fd, 0);
+    for (int fd : {tcp4_, tcp6_, dns4_, dns6_, quic_, quic6_}) ASSERT_GE(fd, 0);
   }
 
   // What takeOriginalDst says about an accepted socket: "4 192.0.2.1 80", "(none)" or the error.
-  std::string take(int acceptedFd) const {
-    auto o = redirect_->takeOriginalDst(acceptedFd);
+  std::string take(int acceptedFd) const { return show(redirect_->takeOriginalDst(acceptedFd)); }
+
+  // An original destination as "4 192.0.2.1 80", "(none)" or the error.
+  static std::string show(const Result<std::optional<tg_orig_dst>>& o) {
     if (!o) return o.error().str();
     if (!*o) return "(none)";
     char text[INET6_ADDRSTRLEN] = {};
@@ -208,9 +237,10 @@ class SockRedirectTest : public testing::BpfNetnsTest {
     return ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
   }
 
+  std::optional<SkbBackstop> backstop_;  // loadShared()
   std::optional<SockRedirect> redirect_;
-  CgroupLinks links_;
-  int tcp4_ = -1, tcp6_ = -1, dns4_ = -1, dns6_ = -1, quic_ = -1;
+  CgroupLinks links_, backstopLinks_;
+  int tcp4_ = -1, tcp6_ = -1, dns4_ = -1, dns6_ = -1, quic_ = -1, quic6_ = -1;
 };
 
 TEST_F(SockRedirectTest, PodTrafficLandsOnTheAgentsSocketsAndTheProxyTakesItsOriginalDestination) {
@@ -447,19 +477,11 @@ TEST_F(SockRedirectTest, ARedirectedSocketsPeerIsItsOriginalDestination) {
 // proxy is counted too. A UDP connect off 53/443 sends nothing and is left to the kernel (its
 // sends meet the backstop).
 TEST_F(SockRedirectTest, RefusalsAreCountedForThePodInTheBackstopsCounters) {
-  auto backstop = SkbBackstop::load();
-  ASSERT_TRUE(backstop) << backstop.error().str();
-  auto shared = SockRedirect::load(testing::labConfig(), "", backstop->dropsMapFd());
-  ASSERT_TRUE(shared) << shared.error().str();
-  links_.reset();
-  int cg = ::open(cgroup_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  ASSERT_GE(cg, 0);
-  auto links = shared->attach(cg, cgroup_);
-  ::close(cg);
-  ASSERT_TRUE(links) << links.error().str();
+  loadShared(false);
+  if (HasFatalFailure()) return;
   auto id = cgroupId(cgroup_);
   ASSERT_TRUE(id);
-  ASSERT_TRUE(backstop->track(*id));
+  ASSERT_TRUE(backstop_->track(*id));
   agentSockets();
   auto p = pod([&](const PodProcess::Pause&) -> std::string {
     std::string out;
@@ -502,16 +524,101 @@ TEST_F(SockRedirectTest, RefusalsAreCountedForThePodInTheBackstopsCounters) {
   EXPECT_NE(got.find("udp connect 1025: Network is unreachable"), std::string::npos) << got;
   EXPECT_NE(got.find("ping connect: Operation not permitted"), std::string::npos) << got;
   p.reset();
-  auto c = backstop->counters(*id);
+  auto c = backstop_->counters(*id);
   ASSERT_TRUE(c) << c.error().str();
   EXPECT_EQ(c->packets[TG_DROP_UDP], 2u);
   EXPECT_EQ(c->packets[TG_DROP_DOT], 2u);
   EXPECT_EQ(c->packets[TG_COUNT_DNS], 1u);
   EXPECT_EQ(c->packets[TG_DROP_ICMP], 1u);
-  auto none = backstop->counters(0);
+  auto none = backstop_->counters(0);
   ASSERT_TRUE(none);
   EXPECT_EQ(none->packets[TG_DROP_UDP], 0u) << "counted outside the pod's bucket";
-  links->reset();
+}
+
+// The eBPF mode's QUIC destinations, with both objects loaded as the agent loads them (the
+// backstop's maps shared): a datagram to udp/443 lands on the telemetry socket of its family, and
+// what the backstop filed as it left on lo is found by the lookup the telemetry makes, from the
+// telemetry socket's netns and the datagram's source. An unconnected sendto has its source port
+// before the sendmsg hook runs; a connect()ed socket gets its port after its connect hook, and its
+// send()s meet no hook: both are found (IPv4, IPv6, IPv4-mapped). A socket that sends straight to
+// the telemetry socket's port afterwards is not given its earlier destination.
+TEST_F(SockRedirectTest, TheQuicSocketFindsWhereEachDatagramWasGoingByItsSource) {
+  loadShared(true);
+  if (HasFatalFailure()) return;
+  agentSockets();
+  if (HasFatalFailure()) return;
+
+  // Each datagram says how it was sent; the sockets stay open, so no port is reused.
+  auto p = pod([&](const PodProcess::Pause& pause) -> std::string {
+    std::string failed;
+    for (auto [how, family, addr] : {std::tuple{"sendto", AF_INET, "192.0.2.1"},
+                                     std::tuple{"connect", AF_INET, "198.51.100.7"},
+                                     std::tuple{"sendto", AF_INET6, "2001:db8::5"},
+                                     std::tuple{"connect", AF_INET6, "2001:db8::6"},
+                                     std::tuple{"connect", AF_INET6, "::ffff:192.0.2.9"}}) {
+      const std::string what = fmt::format("{} {}", how, addr);
+      int s = ::socket(family, SOCK_DGRAM, 0);
+      sockaddr_storage ss{};
+      socklen_t len = sockaddrOf(family, addr, 443, ss);
+      const auto* to = reinterpret_cast<sockaddr*>(&ss);
+      bool sent = std::string(how) == "connect"
+                      ? ::connect(s, to, len) == 0 && ::send(s, what.data(), what.size(), 0) > 0
+                      : ::sendto(s, what.data(), what.size(), 0, to, len) > 0;
+      if (!sent) failed += fmt::format("{}: {}; ", what, errText());
+    }
+    int s = ::socket(AF_INET, SOCK_DGRAM, 0);
+    sockaddr_storage quic{}, self{};
+    socklen_t quicLen = sockaddrOf(AF_INET, "192.0.2.77", 443, quic);
+    socklen_t selfLen = sockaddrOf(AF_INET, "127.0.0.1", 15443, self);
+    if (::sendto(s, "earlier", 7, 0, reinterpret_cast<sockaddr*>(&quic), quicLen) != 7) {
+      failed += "earlier: " + errText();
+    }
+    pause(failed);
+    if (::sendto(s, "direct", 6, 0, reinterpret_cast<sockaddr*>(&self), selfLen) != 6) {
+      return "direct: " + errText();
+    }
+    return "";
+  });
+  ASSERT_TRUE(p);
+  ASSERT_EQ(p->next(), "");
+
+  // What the telemetry socket does with each datagram: recvfrom, then the lookup by its source.
+  auto receive = [&]() -> std::pair<std::string, std::string> {
+    pollfd q[2] = {{quic_, POLLIN, 0}, {quic6_, POLLIN, 0}};
+    if (::poll(q, 2, 2000) <= 0) return {"(nothing)", ""};
+    int fd = (q[0].revents & POLLIN) ? quic_ : quic6_;
+    char text[64] = {};
+    sockaddr_storage from{};
+    socklen_t len = sizeof from;
+    ssize_t n = ::recvfrom(fd, text, sizeof text - 1, 0, reinterpret_cast<sockaddr*>(&from), &len);
+    if (n <= 0) return {"recvfrom: " + errText(), ""};
+    return {fmt::format("{} on {}", text, fd == quic_ ? "v4" : "v6"),
+            show(backstop_->quicOriginalDst(fd, from))};
+  };
+  std::map<std::string, std::string> got;
+  for (int i = 0; i < 6; ++i) got.insert(receive());
+  EXPECT_EQ(got, (std::map<std::string, std::string>{
+                     {"sendto 192.0.2.1 on v4", "4 192.0.2.1 443"},
+                     {"connect 198.51.100.7 on v4", "4 198.51.100.7 443"},
+                     {"sendto 2001:db8::5 on v6", "6 2001:db8::5 443"},
+                     {"connect 2001:db8::6 on v6", "6 2001:db8::6 443"},
+                     {"connect ::ffff:192.0.2.9 on v4", "4 192.0.2.9 443"},
+                     {"earlier on v4", "4 192.0.2.77 443"},
+                 }));
+  p->resume();
+  EXPECT_EQ(p->next(), "");
+  EXPECT_EQ(receive(), (std::pair<std::string, std::string>{"direct on v4", "(none)"}));
+
+  // Not a socket: an error that says what was asked.
+  sockaddr_storage from{};
+  sockaddrOf(AF_INET, "127.0.0.1", 40000, from);
+  int pipefd[2];
+  ASSERT_EQ(::pipe(pipefd), 0);
+  auto bad = backstop_->quicOriginalDst(pipefd[0], from);
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().str().find("SO_NETNS_COOKIE"), std::string::npos) << bad.error().str();
+  ::close(pipefd[0]);
+  ::close(pipefd[1]);
 }
 
 }  // namespace

@@ -1,9 +1,6 @@
 #include "proxy/quic_initial.h"
 
 #include <gtest/gtest.h>
-#include <openssl/bio.h>
-#include <openssl/evp.h>
-#include <openssl/ssl.h>
 
 #include <cstdint>
 #include <memory>
@@ -12,6 +9,7 @@
 #include <vector>
 
 #include "proxy/sniff.h"
+#include "tests/common/quic_initial_sender.h"
 
 namespace tollgate::proxy {
 namespace {
@@ -165,90 +163,14 @@ TEST(QuicInitial, ShortHeaderAndNonInitialTypes) {
 
 // ---- building our own Initials -------------------------------------------------------------
 
-// A real ClientHello handshake message (record header stripped), as OpenSSL would send it.
-Bytes opensslClientHelloMessage(const char* sni, const std::vector<std::string>& alpn) {
-  std::unique_ptr<SSL_CTX, decltype(&SSL_CTX_free)> ctx(SSL_CTX_new(TLS_client_method()),
-                                                        SSL_CTX_free);
-  std::unique_ptr<SSL, decltype(&SSL_free)> ssl(SSL_new(ctx.get()), SSL_free);
-  BIO* rbio = BIO_new(BIO_s_mem());
-  BIO* wbio = BIO_new(BIO_s_mem());
-  SSL_set_bio(ssl.get(), rbio, wbio);
-  SSL_set_connect_state(ssl.get());
-  SSL_set_tlsext_host_name(ssl.get(), sni);
-  Bytes protos;
-  for (const auto& p : alpn) {
-    protos.push_back(static_cast<uint8_t>(p.size()));
-    protos.insert(protos.end(), p.begin(), p.end());
-  }
-  SSL_set_alpn_protos(ssl.get(), protos.data(), static_cast<unsigned>(protos.size()));
-  SSL_do_handshake(ssl.get());
-  Bytes records(static_cast<size_t>(BIO_ctrl_pending(wbio)));
-  const int n = BIO_read(wbio, records.data(), static_cast<int>(records.size()));
-  records.resize(n > 0 ? static_cast<size_t>(n) : 0);
-  if (records.size() < 5 || records[0] != 0x16) return {};
-  const size_t len = (size_t{records[3]} << 8) | records[4];
-  return Bytes(records.begin() + 5, records.begin() + 5 + static_cast<long>(len));
-}
-
-Bytes varint(uint64_t v) {
-  if (v < 64) return {static_cast<uint8_t>(v)};
-  return {static_cast<uint8_t>(0x40 | (v >> 8)), static_cast<uint8_t>(v)};  // v < 16384
-}
-
-Bytes cryptoFrame(uint64_t offset, std::span<const uint8_t> data) {
-  Bytes f{0x06};
-  for (const auto& part : {varint(offset), varint(data.size())})
-    f.insert(f.end(), part.begin(), part.end());
-  f.insert(f.end(), data.begin(), data.end());
-  return f;
-}
-
-// Test-only sender side of RFC 9001 §5: AEAD-seal `frames` (padded so the sample exists) into a
-// client Initial with a 4-byte packet number, then apply header protection.
-Bytes sealInitial(const Bytes& dcid, const Bytes& frames, uint32_t pn, size_t padTo = 0) {
-  const auto keys = deriveQuicInitialKeys(dcid).value();
-  Bytes plain = frames;
-  if (plain.size() < padTo) plain.resize(padTo, 0x00);  // PADDING frames
-  Bytes header{0xc3, 0x00, 0x00, 0x00, 0x01, static_cast<uint8_t>(dcid.size())};
-  header.insert(header.end(), dcid.begin(), dcid.end());
-  header.push_back(0);  // SCID length
-  header.push_back(0);  // token length
-  const auto length = varint(4 + plain.size() + 16);
-  header.insert(header.end(), length.begin(), length.end());
-  const size_t pnOffset = header.size();
-  for (int s = 24; s >= 0; s -= 8) header.push_back(static_cast<uint8_t>(pn >> s));
-
-  std::array<uint8_t, 12> nonce = keys.iv;
-  for (int i = 0; i < 4; ++i) nonce[11 - i] ^= static_cast<uint8_t>(pn >> (8 * i));
-  Bytes sealed(plain.size() + 16);
-  std::unique_ptr<EVP_CIPHER_CTX, decltype(&EVP_CIPHER_CTX_free)> c(EVP_CIPHER_CTX_new(),
-                                                                    EVP_CIPHER_CTX_free);
-  int len = 0;
-  EVP_EncryptInit_ex(c.get(), EVP_aes_128_gcm(), nullptr, nullptr, nullptr);
-  EVP_CIPHER_CTX_ctrl(c.get(), EVP_CTRL_GCM_SET_IVLEN, 12, nullptr);
-  EVP_EncryptInit_ex(c.get(), nullptr, nullptr, keys.key.data(), nonce.data());
-  EVP_EncryptUpdate(c.get(), nullptr, &len, header.data(), static_cast<int>(header.size()));
-  EVP_EncryptUpdate(c.get(), sealed.data(), &len, plain.data(), static_cast<int>(plain.size()));
-  EVP_EncryptFinal_ex(c.get(), sealed.data() + len, &len);
-  EVP_CIPHER_CTX_ctrl(c.get(), EVP_CTRL_GCM_GET_TAG, 16, sealed.data() + plain.size());
-
-  Bytes packet = header;
-  packet.insert(packet.end(), sealed.begin(), sealed.end());
-  std::array<uint8_t, 16> mask{};
-  std::unique_ptr<EVP_CIPHER_CTX, decltype(&EVP_CIPHER_CTX_free)> e(EVP_CIPHER_CTX_new(),
-                                                                    EVP_CIPHER_CTX_free);
-  EVP_EncryptInit_ex(e.get(), EVP_aes_128_ecb(), nullptr, keys.hp.data(), nullptr);
-  EVP_CIPHER_CTX_set_padding(e.get(), 0);
-  EVP_EncryptUpdate(e.get(), mask.data(), &len, packet.data() + pnOffset + 4, 16);
-  packet[0] ^= mask[0] & 0x0f;
-  for (int i = 0; i < 4; ++i) packet[pnOffset + i] ^= mask[1 + i];
-  return packet;
-}
+using quic_testing::clientHelloMessage;
+using quic_testing::cryptoFrame;
+using quic_testing::sealInitial;
 
 const Bytes kDcid = fromHex("0011223344556677");
 
 TEST(QuicInitial, RoundTripsOpensslClientHello) {
-  const Bytes hello = opensslClientHelloMessage("blocked.test", {"h3"});
+  const Bytes hello = clientHelloMessage("blocked.test", {"h3"});
   ASSERT_GT(hello.size(), 100u);
   const Bytes frames = cryptoFrame(0, hello);
   const Bytes packet = sealInitial(kDcid, frames, 0, 1162);
@@ -260,7 +182,7 @@ TEST(QuicInitial, RoundTripsOpensslClientHello) {
 }
 
 TEST(QuicInitial, ReassemblesCryptoFramesOutOfOrderWithAckAndPing) {
-  const Bytes hello = opensslClientHelloMessage("blocked.test", {"h3"});
+  const Bytes hello = clientHelloMessage("blocked.test", {"h3"});
   const size_t half = hello.size() / 2;
   Bytes frames = {0x01};                                         // PING
   for (uint8_t b : fromHex("02050000 00")) frames.push_back(b);  // ACK largest 5, 0 ranges
@@ -274,7 +196,7 @@ TEST(QuicInitial, ReassemblesCryptoFramesOutOfOrderWithAckAndPing) {
 }
 
 TEST(QuicInitial, ClientHelloAcrossTwoDatagrams) {
-  const Bytes hello = opensslClientHelloMessage("blocked.test", {"h3"});
+  const Bytes hello = clientHelloMessage("blocked.test", {"h3"});
   const size_t half = hello.size() / 2;
   QuicInitialSniffer sniffer;
   // The second half arrives first: nothing contiguous from offset 0 yet.
@@ -293,7 +215,7 @@ TEST(QuicInitial, ClientHelloAcrossTwoDatagrams) {
 }
 
 TEST(QuicInitial, CoalescedInitialsInOneDatagram) {
-  const Bytes hello = opensslClientHelloMessage("blocked.test", {});
+  const Bytes hello = clientHelloMessage("blocked.test", {});
   const size_t half = hello.size() / 2;
   Bytes datagram = sealInitial(kDcid, cryptoFrame(0, std::span(hello).first(half)), 0, 100);
   const Bytes second =
@@ -321,7 +243,7 @@ TEST(QuicInitial, RejectsForbiddenFramesAndOversizedCrypto) {
 }
 
 TEST(QuicInitial, BareHandshakeSniffer) {
-  const Bytes hello = opensslClientHelloMessage("blocked.test", {"h2", "http/1.1"});
+  const Bytes hello = clientHelloMessage("blocked.test", {"h2", "http/1.1"});
   auto r = sniffClientHelloHandshake(hello);
   ASSERT_EQ(r.status, SniffStatus::Done) << r.error;
   EXPECT_EQ(r.info.sni, "blocked.test");
