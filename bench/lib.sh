@@ -7,21 +7,32 @@
 #   BENCH_SMOKE=1          1 round, tiny sizes and durations (seconds per scenario): the ctest smoke.
 #   BENCH_ROUNDS=N         rounds (default 5; 1 with BENCH_SMOKE).
 #   BENCH_OUT=dir          where results go (default <repo>/bench/results).
-#   TOLLGATE_LAB_INSTANCE  lab instance (default b: the bench's own lab, beside the e2e lab).
+#   TOLLGATE_LAB_INSTANCE  lab instance in nftables mode (default b: the bench's own lab, beside
+#                          the e2e lab); every scenario's baselines and nftables figures run there.
+#   BENCH_EBPF_LAB_INSTANCE  lab instance in ebpf mode, up beside the first one for the tollgate
+#                          path's ebpf figures (default TOLLGATE_LAB_INSTANCE + "e": be).
 #   TOLLGATE_BIN_DIR       tollgate binaries (default TOLLGATE_BUILD_DIR or <repo>/build/release).
-#   BENCH_LAB_FRESH=1      bring the lab up anew on first use even if it is up (the ctest smoke).
-#   BENCH_KEEP_LAB=1       leave the lab up at the end (bench/run downs it only if it brought it up).
+#   BENCH_LAB_FRESH=1      bring each lab up anew on first use even if it is up (the ctest smoke).
+#   BENCH_KEEP_LAB=1       leave the labs up at the end (bench/run downs one only if it brought it up).
 #
 # Variables a scenario can use: BENCH_ROOT (repo), BENCH_NAME (scenario), BENCH_DATE (UTC day),
 #   BENCH_MD (results file, <BENCH_OUT>/<date>-<scenario>.md), BENCH_WORK (scratch dir, removed at
-#   exit), BENCH_ROUNDS, BENCH_SMOKE (0/1), BIN_DIR, LAB (tollgate-lab path) and after bench_lab_up
-#   the lab's names: LAB_STATE, LAB_CONFIG_DIR, LAB_NS_NODE, LAB_NS_NET, LAB_NS_GW, LAB_POD_NS_PREFIX, ...
+#   exit), BENCH_ROUNDS, BENCH_SMOKE (0/1), BIN_DIR, LAB (tollgate-lab path), BENCH_MODES (the
+#   redirect modes, "nftables ebpf") and after bench_lab_up the current lab's mode BENCH_LAB_MODE
+#   and names: LAB_STATE, LAB_CONFIG_DIR, LAB_NS_NODE, LAB_NS_NET, LAB_NS_GW, LAB_POD_NS_PREFIX, ...
 #
 # Functions:
 #   bench_require_root             exit 77 ("needs root") unless root.
 #   bench_machine                  machine description as markdown bullets.
-#   bench_lab_up                   bring the lab instance up (reused if already up), load its names.
-#   bench_lab_down                 take it down (bench/run does this at the end; rarely needed).
+#   bench_lab_up [nftables|ebpf]   bring that mode's lab instance up (default nftables; reused if
+#                                  already up in that mode), make it the current lab, load its names.
+#                                  Both can be up at once: a scenario measures the tollgate path in
+#                                  each mode in the same rounds (targets "tollgate nftables",
+#                                  "tollgate ebpf"), its baselines on the nftables lab.
+#   bench_lab_use <nftables|ebpf>  make that mode's lab (already up) the current one: everything
+#                                  below (bench_lab, bench_ns, bench_pod, bench_config, pids) acts on it.
+#   bench_target_mode <target>     the mode of a target named "<variant> <mode>", else nftables.
+#   bench_lab_down                 take the current lab down (bench/run does this at the end).
 #   bench_agent_pid, bench_gateway_pid, bench_pod_ip <pod>   from the lab's state files.
 #   bench_lab <args...>            run tollgate-lab with the bench's instance.
 #   bench_ns <node|net|gw|pod:NAME> <cmd...>   run a command as root in that netns (no cgroup);
@@ -58,6 +69,15 @@
 #                                  markdown table: one row per case x target with median, min-max,
 #                                  n, ratio to the direct target and to the reference (HAProxy)
 #                                  target of the same case; appended to the report.
+#   bench_mode_table <metric> <title> [--base T]... [--unit U] [--lower-better]
+#                                  the modes side by side: one row per case x variant (targets
+#                                  "<variant> nftables" / "<variant> ebpf"), median (min-max) of
+#                                  each, the --base targets' medians, ebpf / nftables and which way
+#                                  is better; then how many rows have ebpf at least as good.
+#   bench_mode_goal <metric> [--lower-better]  that count as one line (a scenario's Goal line).
+#   bench_check <metric> [--positive] <target...>  dies unless every case of <metric> has
+#                                  BENCH_ROUNDS numeric samples (> 0 with --positive) for each
+#                                  target: what the smoke asserts (each mode measured, numbers out).
 #   bench_plot <metric> <title> <ylabel>   PNG (gnuplot, clustered bars of medians with min/max
 #                                  error bars, one cluster per case) next to BENCH_MD; linked in it.
 #   bench_notes                    append stdin (markdown: what "direct" etc. mean) to the Setup part.
@@ -76,6 +96,15 @@ if [[ $BENCH_SMOKE == 1 ]]; then BENCH_ROUNDS=${BENCH_ROUNDS:-1}; else BENCH_ROU
 BENCH_OUT=${BENCH_OUT:-$BENCH_ROOT/bench/results}
 BENCH_DATE=${BENCH_DATE:-$(date -u +%Y-%m-%d)}
 export TOLLGATE_LAB_INSTANCE=${TOLLGATE_LAB_INSTANCE-b}
+BENCH_MODES=(nftables ebpf)
+declare -gA BENCH_LAB_INSTANCES=(
+  [nftables]=$TOLLGATE_LAB_INSTANCE
+  [ebpf]=${BENCH_EBPF_LAB_INSTANCE:-${TOLLGATE_LAB_INSTANCE}e}
+)
+if [[ ${BENCH_LAB_INSTANCES[ebpf]} == "${BENCH_LAB_INSTANCES[nftables]}" ]]; then
+  echo "bench: the ebpf lab instance must not be the nftables one ('$TOLLGATE_LAB_INSTANCE')" >&2
+  exit 2
+fi
 BIN_DIR=${TOLLGATE_BIN_DIR:-${TOLLGATE_BUILD_DIR:-$BENCH_ROOT/build/release}}
 export TOLLGATE_BIN_DIR=$BIN_DIR
 LAB=$BENCH_ROOT/lab/tollgate-lab
@@ -146,24 +175,46 @@ _bench_lab_env() {
 }
 
 bench_lab_up() {
+  local mode=${1:-nftables}
   bench_require_root
+  [[ -n ${BENCH_LAB_INSTANCES[$mode]+x} ]] || bench_die "bench_lab_up: unknown mode '$mode'"
+  BENCH_LAB_MODE=$mode
+  export TOLLGATE_LAB_INSTANCE=${BENCH_LAB_INSTANCES[$mode]}
   _bench_lab_env
   # BENCH_LAB_FRESH: a fresh lab on first use in this run (`up` removes the remains of a previous one).
-  local fresh=0
-  [[ ${BENCH_LAB_FRESH:-0} == 1 && ! -f ${BENCH_RUN_STATE:-/nonexistent}/lab-started ]] && fresh=1
-  if ((fresh == 0)) && [[ -f $LAB_STATE/up ]] && bench_lab status >/dev/null 2>&1; then
-    bench_log "reusing lab instance '${TOLLGATE_LAB_INSTANCE}'"
+  local started=${BENCH_RUN_STATE:-/nonexistent}/lab-started.$TOLLGATE_LAB_INSTANCE fresh=0
+  [[ ${BENCH_LAB_FRESH:-0} == 1 && ! -f $started ]] && fresh=1
+  if ((fresh == 0)) && [[ -f $LAB_STATE/up && $(cat "$LAB_STATE/mode" 2>/dev/null) == "$mode" ]] &&
+    bench_lab status >/dev/null 2>&1; then
+    bench_log "reusing lab instance '${TOLLGATE_LAB_INSTANCE}' ($mode)"
   else
-    bench_log "lab instance '${TOLLGATE_LAB_INSTANCE}' up (binaries $BIN_DIR)"
+    bench_log "lab instance '${TOLLGATE_LAB_INSTANCE}' up in $mode mode (binaries $BIN_DIR)"
     [[ -x $BIN_DIR/agent/tollgate-agent ]] || bench_die "$BIN_DIR/agent/tollgate-agent is not built"
-    "$LAB" up >"$BENCH_WORK/lab-up.log" 2>&1 || {
-      tail -n 30 "$BENCH_WORK/lab-up.log" >&2
-      bench_die "tollgate-lab up failed"
+    "$LAB" up --mode "$mode" >"$BENCH_WORK/lab-up-$mode.log" 2>&1 || {
+      tail -n 30 "$BENCH_WORK/lab-up-$mode.log" >&2
+      bench_die "tollgate-lab up --mode $mode failed"
     }
-    # bench/run downs the lab at the end only if this run brought it up.
-    [[ -n ${BENCH_RUN_STATE:-} ]] && touch "$BENCH_RUN_STATE/lab-started"
+    # bench/run downs a lab at the end only if this run brought it up.
+    [[ -n ${BENCH_RUN_STATE:-} ]] && touch "$started"
   fi
   _bench_lab_env
+  printf '%s\n' "$mode" >>"$BENCH_WORK/modes-used"
+}
+
+bench_lab_use() {
+  local mode=$1
+  [[ ${BENCH_LAB_MODE:-} == "$mode" ]] && return 0
+  [[ -n ${BENCH_LAB_INSTANCES[$mode]+x} ]] || bench_die "bench_lab_use: unknown mode '$mode'"
+  BENCH_LAB_MODE=$mode
+  export TOLLGATE_LAB_INSTANCE=${BENCH_LAB_INSTANCES[$mode]}
+  _bench_lab_env
+}
+
+bench_target_mode() {
+  case $1 in
+  *" ebpf") echo ebpf ;;
+  *) echo nftables ;;
+  esac
 }
 
 bench_agent_pid() { tr -dc '0-9' <"$LAB_STATE/agent.pid"; }
@@ -509,6 +560,105 @@ print()
 ' "$BENCH_SAMPLES" "$metric" "$title" "$direct" "$ref" "$unit" "$better" >>"$BENCH_WORK/body.md"
 }
 
+# The modes' rows: (case, variant, nftables values, ebpf values) for targets "<variant> nftables"
+# and "<variant> ebpf" that both have samples of the metric in the case.
+_bench_py_modes='
+def mode_rows(rows, cases, targets, metric):
+    variants = [t[:-len(" nftables")] for t in targets if t.endswith(" nftables")]
+    out = []
+    for c in cases:
+        for v in variants:
+            n = rows.get((c, v + " nftables", metric)); e = rows.get((c, v + " ebpf", metric))
+            if n and e: out.append((c, v, n, e))
+    return out
+def mode_summary(mrows, lower):
+    if not mrows: return "no row has both modes"
+    rs = [(statistics.median(e) / statistics.median(n) if statistics.median(n) else float("inf"), c, v)
+          for c, v, n, e in mrows]
+    good = [r for r in rs if (r[0] <= 1 if lower else r[0] >= 1)]
+    worst = max(rs) if lower else min(rs)
+    pos = [r[0] for r in rs if 0 < r[0] < float("inf")]
+    gm = f", geometric mean {statistics.geometric_mean(pos):.2f}x" if pos else ""
+    way = "lower" if lower else "higher"
+    many = len({r[2] for r in rs}) > 1
+    where = f"{worst[1]}, {worst[2]}" if many else worst[1]
+    return (f"ebpf at least as good as nftables in {len(good)} of {len(rs)} rows "
+            f"(ebpf / nftables {min(r[0] for r in rs):.2f}x-{max(r[0] for r in rs):.2f}x{gm}; "
+            f"{way} is better; worst: {where}, {worst[0]:.2f}x)")
+'
+
+bench_mode_table() {
+  local metric=$1 title=$2
+  shift 2
+  local unit="" better=higher bases=()
+  while (($#)); do
+    case $1 in
+    --base) bases+=("$2"); shift 2 ;;
+    --unit) unit=$2; shift 2 ;;
+    --lower-better) better=lower; shift ;;
+    *) bench_die "bench_mode_table: unknown option $1" ;;
+    esac
+  done
+  python3 -c "$_bench_py_stats$_bench_py_modes"'
+metric, title, unit, better = sys.argv[2:6]
+bases = sys.argv[6:]
+rows, cases, targets = load(sys.argv[1])
+u = f" ({unit})" if unit else ""
+mrows = mode_rows(rows, cases, targets, metric)
+cell = lambda v: f"{fmt(statistics.median(v))} ({fmt(min(v))}-{fmt(max(v))})" if v else "-"
+med = lambda c, t: fmt(statistics.median(rows[(c, t, metric)])) if (c, t, metric) in rows else "-"
+cmp = "<=" if better == "lower" else ">="
+print(f"### {title}: ebpf vs nftables")
+print()
+print(f"The tollgate path with the lab in each redirect mode, measured in the same rounds; median of "
+      f"n rounds, min-max in brackets{u}. ebpf / nftables is the ratio of the medians: "
+      f"{better} is better, so ebpf is at least as good where it is {cmp} 1.00x.")
+print()
+# The variant column only when there is more than one (churn: tollgate, tollgate-nopool).
+many = len({v for _, v, _, _ in mrows}) > 1
+print("| case | " + ("tollgate | " if many else "") + "".join(f"{b} | " for b in bases) +
+      "nftables | ebpf | n | ebpf / nftables |")
+print("|---|" + ("---|" if many else "") + "---|" * len(bases) + "---|---|---|---|")
+for c, v, n, e in mrows:
+    bcells = "".join(f"{med(c, b)} | " for b in bases)
+    r = statistics.median(e) / statistics.median(n) if statistics.median(n) else float("inf")
+    print(f"| {c} | " + (f"{v} | " if many else "") +
+          f"{bcells}{cell(n)} | {cell(e)} | {len(n)}/{len(e)} | {r:.2f}x |")
+print()
+print(mode_summary(mrows, better == "lower") + ".")
+print()
+' "$BENCH_SAMPLES" "$metric" "$title" "$unit" "$better" "${bases[@]}" >>"$BENCH_WORK/body.md"
+}
+
+bench_mode_goal() {
+  python3 -c "$_bench_py_stats$_bench_py_modes"'
+rows, cases, targets = load(sys.argv[1])
+print(mode_summary(mode_rows(rows, cases, targets, sys.argv[2]), sys.argv[3] == "lower"))
+' "$BENCH_SAMPLES" "$1" "$([[ ${2:-} == --lower-better ]] && echo lower || echo higher)"
+}
+
+bench_check() {
+  local metric=$1 positive=0
+  shift
+  [[ ${1:-} == --positive ]] && { positive=1; shift; }
+  python3 -c "$_bench_py_stats"'
+metric, rounds, positive = sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1"
+rows, cases, _ = load(sys.argv[1])
+cases = [c for c in cases if any(k[0] == c and k[2] == metric for k in rows)]
+bad = []
+if not cases: bad.append(f"no samples of {metric}")
+for c in cases:
+    for t in sys.argv[5:]:
+        v = rows.get((c, t, metric), [])
+        if len(v) != rounds or (positive and min(v) <= 0):
+            bad.append(f"{c} / {t}: {len(v)} of {rounds} samples" + (f", min {min(v)}" if v else ""))
+if bad:
+    print("; ".join(bad))
+    sys.exit(1)
+' "$BENCH_SAMPLES" "$metric" "$BENCH_ROUNDS" "$positive" "$@" >"$BENCH_WORK/check.out" ||
+    bench_die "measurements of $metric missing: $(cat "$BENCH_WORK/check.out")"
+}
+
 bench_plot() {
   local metric=$1 title=$2 ylabel=$3 png dat ntargets
   png=$BENCH_OUT/$BENCH_DATE-$BENCH_NAME-${metric//[^A-Za-z0-9_-]/_}.png
@@ -571,7 +721,9 @@ bench_report_finish() {
     echo "## Commands"
     echo
     echo '```'
-    echo "BENCH_ROUNDS=$BENCH_ROUNDS BENCH_SMOKE=$BENCH_SMOKE TOLLGATE_LAB_INSTANCE=$TOLLGATE_LAB_INSTANCE bench/run $BENCH_NAME"
+    echo "BENCH_ROUNDS=$BENCH_ROUNDS BENCH_SMOKE=$BENCH_SMOKE TOLLGATE_LAB_INSTANCE=${BENCH_LAB_INSTANCES[nftables]}$(
+      grep -qx ebpf "$BENCH_WORK/modes-used" 2>/dev/null &&
+        echo " BENCH_EBPF_LAB_INSTANCE=${BENCH_LAB_INSTANCES[ebpf]}") bench/run $BENCH_NAME"
     awk '!seen[$0]++' "$BENCH_WORK/cmds.txt"
     echo '```'
     echo

@@ -265,9 +265,9 @@ bench_table anon_mb "Agent idle private anonymous memory (RssAnon)" --unit MB --
 bench_table pss_mb "Agent idle PSS" --unit MB --direct agent --ref agent --lower-better
 bench_table threads "Agent threads when idle" --direct agent --ref agent --lower-better
 bench_report "Idle RSS by mapping (last round):"
-bench_report
+bench_report ""
 bench_report <"$BENCH_WORK/idle-maps.md"
-bench_report
+bench_report ""
 fi
 if part conns; then
 bench_table mb_per_1k "RSS growth per 1,000 idle proxied connections" --unit MB --direct agent --ref agent --lower-better
@@ -278,13 +278,13 @@ bench_table opened "Connections held open" --direct agent --ref agent
 fi
 if part enroll; then
 bench_report "### CNI ADD -> ready ($npods pods, one after another)"
-bench_report
+bench_report ""
 bench_report <"$BENCH_WORK/enroll.md"
-bench_report
+bench_report ""
 bench_report "Agent CPU (utime+stime) per ADD while the pods were created: $(awk -v a="$cpu_before" \
   -v b="$cpu_after" -v n="${#made[@]}" 'BEGIN{printf "%.2f", n ? (b - a) * 1000 / n : 0}') ms (includes the" \
   "reconcile passes meanwhile). Agent VmRSS with $peak_pods pods enrolled: $peak_rss MB."
-bench_report
+bench_report ""
 fi
 if part idle; then
 idle=$(bench_stat "idle, $(enrolled_pods) pods" agent rss_mb median)

@@ -221,9 +221,9 @@ for what in order:
         print(f"| {what} | 0 | {bad} | - | - | - | - |")
 PY
 bench_report "### Lifecycle latencies (all samples of all rounds)"
-bench_report
+bench_report ""
 bench_report <"$BENCH_WORK/lifecycle.md"
-bench_report
+bench_report ""
 failed=$(awk -F'\t' '$2 == ""' "$samples" | wc -l)
 bench_report "Samples that did not happen within ${hang_s} s: $failed."
 bench_report_finish "lifecycle latencies: pod creation, drift repair, agent restart, config reload"

@@ -2,6 +2,7 @@
 # and 64 connections), pod -> external name through the node proxy and the gateway (HTTP/2 CONNECT
 # mTLS tunnel), against direct and against an HAProxy pair (ssl client on the node -> ssl verify
 # required on the gateway). Latency added over direct, proxy CPU per 1,000 requests, proxy RSS.
+# The tollgate path twice: the lab in nftables mode and a second lab in ebpf mode.
 # shellcheck shell=bash disable=SC2154  # set by bench/lib.sh and bench_spawn (printf -v)
 bench_require_root
 bench_lab_up
@@ -20,25 +21,31 @@ gw_addr=$(bench_lab addr gateway)
 hap_node_port=15201
 hap_gw_port=15208
 
-# The server: a separate nginx in tg-net on httpbin.test's address, port 8081, answering every
-# request with a 1,024-byte body (the lab's own nginx proxies to a python echo server).
+# The server, in each mode's lab: a separate nginx in tg-net on httpbin.test's address, port 8081,
+# answering every request with a 1,024-byte body (the lab's own nginx proxies to a python echo
+# server); the registry entry that allows the pod -> $name:$srv_port (agent and gateway share the
+# config); the client pod bench-cli.
 body=$(printf 'x%.0s' $(seq 1 1024))
-mkdir -p "$BENCH_WORK/nginx-srv"
-cat >"$BENCH_WORK/nginx-srv/nginx.conf" <<CFG
+declare -A srv_pid_of agent_of gateway_of
+tollgate_path_up() {  # <mode>
+  local mode=$1 dir=$BENCH_WORK/nginx-srv-$1 spawned
+  bench_lab_up "$mode"
+  mkdir -p "$dir"
+  cat >"$dir/nginx.conf" <<CFG
 daemon off;
 worker_processes 1;
-pid $BENCH_WORK/nginx-srv/nginx.pid;
-error_log $BENCH_WORK/nginx-srv/error.log warn;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
 events { worker_connections 4096; }
 http {
   access_log off;
   keepalive_requests 1000000;
   keepalive_timeout 300s;
-  client_body_temp_path $BENCH_WORK/nginx-srv/body;
-  proxy_temp_path $BENCH_WORK/nginx-srv/proxy;
-  fastcgi_temp_path $BENCH_WORK/nginx-srv/fastcgi;
-  uwsgi_temp_path $BENCH_WORK/nginx-srv/uwsgi;
-  scgi_temp_path $BENCH_WORK/nginx-srv/scgi;
+  client_body_temp_path $dir/body;
+  proxy_temp_path $dir/proxy;
+  fastcgi_temp_path $dir/fastcgi;
+  uwsgi_temp_path $dir/uwsgi;
+  scgi_temp_path $dir/scgi;
   server {
     listen $srv_addr:$srv_port;
     default_type text/plain;
@@ -46,13 +53,12 @@ http {
   }
 }
 CFG
-bench_spawn srv_pid "$BENCH_WORK/nginx-srv.log" \
-  bench_ns net nginx -p "$BENCH_WORK/nginx-srv" -c "$BENCH_WORK/nginx-srv/nginx.conf"
-bench_note_cmd "ip netns exec $LAB_NS_NET nginx -c nginx.conf  # listen $srv_addr:$srv_port; return 200 <1,024 bytes>; worker_processes 1"
-bench_wait_tcp net "$srv_addr" "$srv_port"
-
-# The registry entry that allows the pod -> $name:$srv_port (agent and gateway share the config).
-bench_config 90-bench-reqresp.yaml "# written by bench/scenarios/reqresp.sh
+  bench_spawn spawned "$BENCH_WORK/nginx-srv-$mode.log" \
+    bench_ns net nginx -p "$dir" -c "$dir/nginx.conf"
+  srv_pid_of[$mode]=$spawned
+  bench_note_cmd "ip netns exec $LAB_NS_NET nginx -c nginx.conf  # listen $srv_addr:$srv_port; return 200 <1,024 bytes>; worker_processes 1 ($mode lab)"
+  bench_wait_tcp net "$srv_addr" "$srv_port"
+  bench_config 90-bench-reqresp.yaml "# written by bench/scenarios/reqresp.sh
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry
 metadata:
@@ -66,20 +72,22 @@ spec:
   - number: $srv_port
     name: http
     protocol: HTTP"
-
-bench_add_pod bench-cli
+  bench_add_pod bench-cli
+  agent_of[$mode]=$(bench_agent_pid)
+  gateway_of[$mode]=$(bench_gateway_pid)
+}
+tollgate_path_up ebpf
+tollgate_path_up nftables
 
 # The HAProxy pair (bench/lib.sh): certificates from the lab's mesh CA, the same CA as
 # tollgate's SVIDs; HAProxy's default http-reuse.
 bench_haproxy_pair_up "$srv_addr" "$srv_port" "$hap_node_port" "$hap_gw_port"
 hap_gw_pid=$BENCH_HAP_GW_PID
 hap_node_pid=$BENCH_HAP_NODE_PID
-bench_alive "$srv_pid" "nginx (server)"
+bench_alive "${srv_pid_of[nftables]}" "nginx (server, nftables lab)"
+bench_alive "${srv_pid_of[ebpf]}" "nginx (server, ebpf lab)"
 bench_alive "$hap_gw_pid" "haproxy (gateway)"
 bench_alive "$hap_node_pid" "haproxy (node)"
-
-agent_pid=$(bench_agent_pid)
-gateway_pid=$(bench_gateway_pid)
 
 bench_notes <<EOF
 - Server: nginx (1 worker, access log off) in tg-net on $srv_addr:$srv_port (httpbin.test's
@@ -87,10 +95,15 @@ bench_notes <<EOF
   ServiceEntry \`$name:$srv_port\` (HTTP) in lab config \`90-bench-reqresp.yaml\`.
 - **direct**: h2load in the node netns ($LAB_NS_NODE, no tollgate on this path) to
   http://$name:$srv_port/ (node -> tg-net).
-- **tollgate**: h2load in pod bench-cli (enrolled): nft redirect to the agent's listener in the
-  pod netns, HTTP sniff + decision (allow registry), HTTP/2 CONNECT stream over the pooled TLS 1.3
+- **tollgate nftables**: h2load in pod bench-cli (enrolled) on the lab in nftables mode
+  (instance \`${BENCH_LAB_INSTANCES[nftables]}\`): nft redirect to the agent's listener in the pod
+  netns, HTTP sniff + decision (allow registry), HTTP/2 CONNECT stream over the pooled TLS 1.3
   mTLS tunnel (pod SVID) to tollgate-gateway on $gw_addr:15008, which re-decides and connects to
   nginx. Proxy processes: tollgate-agent + tollgate-gateway.
+- **tollgate ebpf**: the same on a second lab up beside it in ebpf mode (instance
+  \`${BENCH_LAB_INSTANCES[ebpf]}\`: its own agent, gateway and nginx server, the same addresses
+  inside its namespaces): the cgroup connect4 hook points the connect at the listener (no NAT, no
+  conntrack entry for the redirect). Both labs stay up; one is measured at a time.
 - **haproxy**: h2load in the node netns to HAProxy \`mode http\` on 127.0.0.1:$hap_node_port
   (node), \`server ... ssl crt <client cert from the mesh CA> ca-file <mesh root> verify required\`
   to HAProxy \`mode http\` on $gw_addr:$hap_gw_port in the gateway netns (\`bind ... ssl crt
@@ -111,10 +124,11 @@ run_h2load() {  # <target> <conns>: prints "p50 p90 p99 completed failed" (laten
   per=$(awk -v r="$rate" -v c="$c" 'BEGIN{printf "%g", r / c}')
   case $target in
   direct) where=node url=http://$name:$srv_port/ ;;
-  tollgate) where=pod url=http://$name:$srv_port/ ;;
+  tollgate*) where=pod url=http://$name:$srv_port/ ;;
   haproxy) where=node url=http://127.0.0.1:$hap_node_port/ ;;
   esac
-  local log=$BENCH_WORK/h2load-$target-$c.log
+  bench_lab_use "$(bench_target_mode "$target")"
+  local log=$BENCH_WORK/h2load-${target// /-}-$c.log
   rm -f "$log"
   local cmd=(h2load --h1 -c "$c" --rps "$per" -D "$secs" --warm-up-time 1 --log-file "$log" "$url")
   local out
@@ -154,8 +168,10 @@ PY
 }
 
 proxy_pids() {
+  local mode
+  mode=$(bench_target_mode "$1")
   case $1 in
-  tollgate) echo "$agent_pid $gateway_pid" ;;
+  tollgate*) echo "${agent_of[$mode]} ${gateway_of[$mode]}" ;;
   haproxy) echo "$hap_node_pid $hap_gw_pid" ;;
   esac
 }
@@ -189,12 +205,21 @@ measure() {  # <target> <round>
 }
 
 # One untimed request through each path proves it works before measuring.
-bench_pod bench-cli curl -sf -o /dev/null --max-time 5 "http://$name:$srv_port/" ||
-  bench_die "GET http://$name:$srv_port/ through tollgate failed (see $LAB_STATE/logs)"
+for mode in "${BENCH_MODES[@]}"; do
+  bench_lab_use "$mode"
+  bench_pod bench-cli curl -sf -o /dev/null --max-time 5 "http://$name:$srv_port/" ||
+    bench_die "GET http://$name:$srv_port/ through tollgate ($mode lab) failed (see $LAB_STATE/logs)"
+done
+bench_lab_use nftables
 bench_ns node curl -sf -o /dev/null --max-time 5 "http://127.0.0.1:$hap_node_port/" ||
   bench_die "GET through the HAProxy pair failed (see $BENCH_WORK/haproxy-*.log)"
 
-bench_rounds measure direct tollgate haproxy
+tollgates=()
+for mode in "${BENCH_MODES[@]}"; do tollgates+=("tollgate $mode"); done
+bench_rounds measure direct "${tollgates[@]}" haproxy
+bench_check p99_ms --positive direct "${tollgates[@]}" haproxy
+bench_check rps --positive direct "${tollgates[@]}" haproxy
+bench_check cpu_s_per_1k "${tollgates[@]}" haproxy
 
 {
   echo "### Latency added over direct"
@@ -223,27 +248,40 @@ for c in cases:
 ' "$BENCH_SAMPLES"
   echo
 } | bench_report
+bench_mode_table p99_ms "p99 latency" --base direct --base haproxy --unit ms --lower-better
 bench_table p99_ms "p99 latency" --unit ms --ref haproxy --lower-better
 bench_plot p99_ms "1 KB responses at $rate rps: p99 latency (median, min/max over rounds)" "ms"
+bench_mode_table p50_ms "p50 latency" --base direct --base haproxy --unit ms --lower-better
 bench_table p50_ms "p50 latency" --unit ms --ref haproxy --lower-better
+bench_mode_table cpu_s_per_1k "Proxy CPU per 1,000 requests (agent + gateway)" --base haproxy \
+  --unit "CPU s" --lower-better
 bench_table cpu_s_per_1k "Proxy CPU per 1,000 requests (tollgate: agent + gateway; haproxy: both)" \
   --unit "CPU s" --ref haproxy --lower-better
 bench_plot cpu_s_per_1k "Proxy CPU seconds per 1,000 requests" "CPU s / 1,000 requests"
+bench_mode_table rss_mb "Proxy RSS after the run (agent + gateway)" --base haproxy --unit MB --lower-better
 bench_table rss_mb "Proxy RSS after the run (summed over the proxy processes)" --unit MB --ref haproxy --lower-better
 bench_table rps "Completed requests per second" --unit req/s --ref haproxy
-goal=$(python3 -c "$_bench_py_stats"'
+added_p99() {  # <target A> <target B> <label>: each case's added p99 (over direct) of A against B
+  python3 -c "$_bench_py_stats"'
 rows, cases, _ = load(sys.argv[1])
+a, b, label = sys.argv[2:5]
 med = lambda c, t: statistics.median(rows[(c, t, "p99_ms")])
 out = []
 for c in cases:
     try:
-        d, tg, hp = med(c, "direct"), med(c, "tollgate"), med(c, "haproxy")
+        d, x, y = med(c, "direct"), med(c, a), med(c, b)
     except KeyError:
         continue
-    ok = "met" if tg - d <= hp - d else "missed"
-    out.append(f"{c}: {tg - d:+.3f} ms vs {hp - d:+.3f} ms ({ok})")
-print("; ".join(out) or "-")
-' "$BENCH_SAMPLES")
-bench_report "Goal: added p99 <= the HAProxy pair's. $goal."
+    ok = "met" if x - d <= y - d else "missed"
+    out.append(f"{c}: {x - d:+.3f} ms vs {y - d:+.3f} ms ({ok})")
+print(label + ": " + ("; ".join(out) or "-"))
+' "$BENCH_SAMPLES" "$@"
+}
+bench_report "Goal: added p99 <= the HAProxy pair's. $(added_p99 "tollgate nftables" haproxy nftables)." \
+  "$(added_p99 "tollgate ebpf" haproxy ebpf)."
+bench_report ""
+bench_report "Goal: ebpf >= nftables. $(added_p99 "tollgate ebpf" "tollgate nftables" \
+  "Added p99, ebpf vs nftables"). p99: $(bench_mode_goal p99_ms --lower-better). CPU per 1,000" \
+  "requests: $(bench_mode_goal cpu_s_per_1k --lower-better)."
 bench_report_finish "1 KB request/response through the node proxy and gateway"
 cat "$BENCH_MD"

@@ -1,7 +1,8 @@
 # shellcheck shell=bash disable=SC2034
 # Set-up shared by bench/scenarios/churn.sh and footprint.sh (sourced after bench/lib.sh and
 # bench_lab_up): the churn server in tg-net, its ServiceEntry, agent restarts with/without tunnel
-# pooling, registry-size switching, and connload (bench/tools/connload.cc).
+# pooling, registry-size switching, and connload (bench/tools/connload.cc). Each function acts on
+# the current lab (bench_lab_use); churn_server_up and churn_agent_mode keep their state per lab.
 
 CONNLOAD=${CONNLOAD:-$BIN_DIR/bench/tools/connload}
 [[ -x $CONNLOAD ]] || bench_die "$CONNLOAD is not built (cmake --build <dir> --target connload)"
@@ -31,24 +32,25 @@ print(" ".join(out))' "$1" "${@:2}"
 CHURN_PROBE_POD=${CHURN_PROBE_POD:-bench-churn}
 
 churn_server_up() {
+  local dir=$BENCH_WORK/churn-nginx-$TOLLGATE_LAB_INSTANCE
   bench_ns net ip addr replace "$CHURN_ADDR/32" dev lo
-  mkdir -p "$BENCH_WORK/churn-nginx"
-  cat >"$BENCH_WORK/churn-nginx/nginx.conf" <<CFG
+  mkdir -p "$dir"
+  cat >"$dir/nginx.conf" <<CFG
 daemon off;
 worker_processes 1;
 worker_rlimit_nofile 65536;
-pid $BENCH_WORK/churn-nginx/nginx.pid;
-error_log $BENCH_WORK/churn-nginx/error.log warn;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
 events { worker_connections 32768; }
 http {
   access_log off;
   keepalive_timeout 900s;
   keepalive_requests 100000;
-  client_body_temp_path $BENCH_WORK/churn-nginx/body;
-  proxy_temp_path $BENCH_WORK/churn-nginx/proxy;
-  fastcgi_temp_path $BENCH_WORK/churn-nginx/fastcgi;
-  uwsgi_temp_path $BENCH_WORK/churn-nginx/uwsgi;
-  scgi_temp_path $BENCH_WORK/churn-nginx/scgi;
+  client_body_temp_path $dir/body;
+  proxy_temp_path $dir/proxy;
+  fastcgi_temp_path $dir/fastcgi;
+  uwsgi_temp_path $dir/uwsgi;
+  scgi_temp_path $dir/scgi;
   server {
     listen $CHURN_ADDR:80 reuseport backlog=4096;
     location / { return 200 "ok\n"; }
@@ -57,8 +59,8 @@ http {
 CFG
   # `ip netns exec` execs nginx, so the pid bench_spawn records is nginx's master (a bench_ns
   # function would be a subshell, and stopping it would leave nginx running).
-  bench_spawn CHURN_NGINX_PID "$BENCH_WORK/churn-nginx/out.log" \
-    ip netns exec "$LAB_NS_NET" nginx -p "$BENCH_WORK/churn-nginx" -c "$BENCH_WORK/churn-nginx/nginx.conf"
+  bench_spawn CHURN_NGINX_PID "$dir/out.log" \
+    ip netns exec "$LAB_NS_NET" nginx -p "$dir" -c "$dir/nginx.conf"
   bench_note_cmd "ip netns exec $LAB_NS_NET nginx -c nginx.conf  # worker_processes 1; listen $CHURN_ADDR:80; return 200 \"ok\\n\""
   bench_wait_tcp net "$CHURN_ADDR" 80
   bench_config "$CHURN_SE_FILE" "apiVersion: networking.istio.io/v1
@@ -100,18 +102,19 @@ churn_wait_path() {
   bench_die "no 200 from $CHURN_HOST through tollgate from pod $pod (last: ${code:-none})"
 }
 
-# churn_agent_mode pool|nopool: restarts the lab agent with/without tunnel pooling if needed.
-CHURN_AGENT_MODE=pool
+# churn_agent_mode pool|nopool: restarts the current lab's agent with/without tunnel pooling if
+# needed (each lab's agent starts pooled).
+declare -gA CHURN_AGENT_MODES=()
 churn_agent_mode() {
   local want=$1
-  [[ $want == "$CHURN_AGENT_MODE" ]] && return 0
+  [[ $want == "${CHURN_AGENT_MODES[$TOLLGATE_LAB_INSTANCE]:-pool}" ]] && return 0
   local extra=""
   [[ $want == nopool ]] && extra="--tunnel-connections 0"
-  bench_log "agent restart (${want})"
+  bench_log "agent restart (${want}, ${BENCH_LAB_MODE:-nftables} lab)"
   TOLLGATE_AGENT_EXTRA_ARGS=$extra "$LAB" agent restart >>"$BENCH_WORK/agent-restarts.log" 2>&1 ||
     bench_die "agent restart ($want) failed (see $LAB_STATE/logs/agent.log)"
-  bench_note_cmd "TOLLGATE_AGENT_EXTRA_ARGS='$extra' tollgate-lab agent restart   # $want"
-  CHURN_AGENT_MODE=$want
+  bench_note_cmd "TOLLGATE_AGENT_EXTRA_ARGS='$extra' tollgate-lab agent restart   # $want, ${BENCH_LAB_MODE:-nftables} lab"
+  CHURN_AGENT_MODES[$TOLLGATE_LAB_INSTANCE]=$want
   churn_wait_path "$CHURN_PROBE_POD"
 }
 
