@@ -105,6 +105,10 @@ if [[ ${BENCH_LAB_INSTANCES[ebpf]} == "${BENCH_LAB_INSTANCES[nftables]}" ]]; the
   echo "bench: the ebpf lab instance must not be the nftables one ('$TOLLGATE_LAB_INSTANCE')" >&2
   exit 2
 fi
+if ((${#BENCH_LAB_INSTANCES[ebpf]} > 3)); then  # tollgate-lab takes 1-3 characters
+  echo "bench: set BENCH_EBPF_LAB_INSTANCE: '${BENCH_LAB_INSTANCES[ebpf]}' is too long for a lab instance" >&2
+  exit 2
+fi
 BIN_DIR=${TOLLGATE_BIN_DIR:-${TOLLGATE_BUILD_DIR:-$BENCH_ROOT/build/release}}
 export TOLLGATE_BIN_DIR=$BIN_DIR
 LAB=$BENCH_ROOT/lab/tollgate-lab
@@ -152,8 +156,11 @@ bench_machine() {
   echo "- memory: $(free -h | awk '/Mem:/{print $2}')"
   echo "- kernel: $(uname -r); $(. /etc/os-release && echo "$PRETTY_NAME")"
   echo "- load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+  # bench/results left out: the run's own results (an earlier scenario's) are not a change to what
+  # is measured.
   echo "- tollgate: $(git -C "$BENCH_ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(
-    [[ -n $(git -C "$BENCH_ROOT" status --porcelain 2>/dev/null | head -1) ]] && echo ' (+ uncommitted changes)'
+    [[ -n $(git -C "$BENCH_ROOT" status --porcelain -- . ':!bench/results' 2>/dev/null | head -1) ]] &&
+      echo ' (+ uncommitted changes)'
   ), binaries from $BIN_DIR"
   local v
   # awk NR==1 rather than head -1: with pipefail, head closing the pipe fails the whole line.
