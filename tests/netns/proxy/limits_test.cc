@@ -514,9 +514,10 @@ TEST_F(LimitsTest, ConnectFloodIsAbsorbedByTheCap) {
   std::vector<int> fds;
   for (auto& v : perThread) fds.insert(fds.end(), v.begin(), v.end());
   size_t connected = kConns - static_cast<size_t>(std::count(fds.begin(), fds.end(), -1));
-  EXPECT_TRUE(eventually([&] {
-    return metrics_.limitRejections.load() + opts.maxConnectionsPerPod >= connected;
-  }));
+  // Wait for what the clients see, not for the counter: a connect that failed because its RST
+  // came first was accepted and refused too, so the counter can reach `connected - cap` while a
+  // few connections are still queued for accept.
+  EXPECT_TRUE(eventually([&] { return countFate(fds, Fate::Open) == opts.maxConnectionsPerPod; }));
   std::string line = victim.summary("10,000-connect flood, cap 1024");
   std::printf("%s; %zu of %zu connects completed, %llu reset by the cap\n", line.c_str(), connected,
               kConns, static_cast<unsigned long long>(metrics_.limitRejections.load()));
