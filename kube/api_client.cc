@@ -156,7 +156,8 @@ asio::awaitable<Result<Response>> ApiClient::Connection::request(http::verb verb
 
 asio::awaitable<Result<Response>> ApiClient::Connection::streamLines(
     const std::string& target, std::chrono::seconds idleTimeout,
-    const std::function<bool(std::string_view)>& onLine) {
+    const std::function<bool(std::string_view)>& onLine,
+                                                const std::function<void()>& onOpen) {
   const auto& cfg = client_.config_;
   http::request<http::empty_body> req{http::verb::get, target, 11};
   req.set(http::field::host, cfg.host);
@@ -184,6 +185,7 @@ asio::awaitable<Result<Response>> ApiClient::Connection::streamLines(
                                    asio::redirect_error(asio::use_awaitable, ec));
   if (ec) co_return fail(fmt::format("GET {}: read header: {}", target, errText(ec)), ec.value());
   unsigned status = parser.get().result_int();
+  if (status == 200 && onOpen) onOpen();  // the stream is up before any line arrives
   if (status != 200) {
     parser.body_limit(kMaxBody);
     co_await http::async_read(stream_, buffer_, parser, asio::redirect_error(asio::use_awaitable, ec));

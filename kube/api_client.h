@@ -74,10 +74,11 @@ class ApiClient::Connection {
   // GET `target` and hand every line of the body to onLine as it arrives (a watch: one JSON
   // object per line, chunked). Each read must arrive within idleTimeout. Returns the status and,
   // for a status other than 200, the body; with 200, when the server ends the stream or onLine
-  // returns false.
+  // returns false. onOpen runs once the 200 headers are in (a quiet watch sends no line).
   asio::awaitable<Result<Response>> streamLines(const std::string& target,
                                                 std::chrono::seconds idleTimeout,
-                                                const std::function<bool(std::string_view)>& onLine);
+                                                const std::function<bool(std::string_view)>& onLine,
+                                                const std::function<void()>& onOpen = {});
   void cancel();
 
  private:

@@ -256,7 +256,12 @@ asio::awaitable<Reflector::WatchEnd> Reflector::watch() {
     return !stopped_ && rewatchFrom_.empty();
   };
   // Bookmarks come about once a minute; a silent minute and a half more is a dead connection.
-  auto res = co_await conn_->streamLines(target, options_.watchTimeout + std::chrono::seconds(90), onLine);
+  auto onOpen = [&] {
+    std::lock_guard lock(mu_);
+    status_.connected = true;
+  };
+  auto res = co_await conn_->streamLines(target, options_.watchTimeout + std::chrono::seconds(90),
+                                         onLine, onOpen);
   conn_.reset();
   if (stopped_) co_return WatchEnd::Stopped;
   if (!rewatchFrom_.empty()) co_return WatchEnd::Expired;

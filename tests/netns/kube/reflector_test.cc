@@ -93,7 +93,12 @@ class KubeTest : public ::testing::Test {
   }
 
   void TearDown() override {
-    if (admin_) call(http::delete_, "/api/v1/namespaces/" + ns_, nullptr);
+    // No controller-manager runs, so a deleted namespace keeps its objects: the test's own go
+    // first (a bad one left behind would refuse every later test's config).
+    if (admin_) {
+      call(http::delete_, sePath(), nullptr);
+      call(http::delete_, "/api/v1/namespaces/" + ns_, nullptr);
+    }
     work_.reset();
     io_.stop();
     if (thread_.joinable()) thread_.join();
