@@ -13,6 +13,7 @@
 #include "common/framing.h"
 #include "common/log.h"
 #include "identity/svid.h"
+#include "kube/client_config.h"
 #include "policy/config_loader.h"
 #include "proxy/socket_util.h"
 
@@ -62,10 +63,12 @@ Agent::Agent(AgentOptions options)
 Agent::~Agent() { stop(); }
 
 bool Agent::ready() const {
+  if (kubeSource_ && !kubeSource_->status().ready) return false;
   return snapshots_.load() != nullptr && enroll_ != nullptr && enroll_->up();
 }
 
 bool Agent::reload() {
+  if (options_.configSource != "files") return false;  // the kubernetes source pushes configs
   std::lock_guard lock(reloadMu_);
   auto loaded = policy::ConfigLoader::loadPath(options_.configDir);
   if (!loaded) {
@@ -76,11 +79,15 @@ bool Agent::reload() {
     return false;
   }
   for (const auto& d : loaded->warnings) log::warn("config", "{}", d.str());
-  auto compiled = policy::Snapshot::compile(std::move(loaded->config));
+  return install(std::move(loaded->config), options_.configDir);
+}
+
+bool Agent::install(policy::Config config, const std::string& from) {
+  auto compiled = policy::Snapshot::compile(std::move(config));
   if (!compiled) {
     metrics_.reloadsFailed++;
-    log::error("config", "reload of {} rejected: {}; keeping the previous config",
-               options_.configDir, compiled.error().str());
+    log::error("config", "reload of {} rejected: {}; keeping the previous config", from,
+               compiled.error().str());
     return false;
   }
   snapshots_.store(*compiled);
@@ -88,10 +95,79 @@ bool Agent::reload() {
                           std::chrono::system_clock::now().time_since_epoch())
                           .count();
   metrics_.reloadsOk++;
-  log::info("config", "loaded {} (generation {})", options_.configDir, (*compiled)->generation());
+  log::info("config", "loaded {} (generation {})", from, (*compiled)->generation());
   apply(**compiled);
   if (pods_) pods_->syncIdentities();
   return true;
+}
+
+std::string Agent::configSourceName() const {
+  if (options_.configSource == "files") return "files:" + options_.configDir;
+  return "kubernetes:" + (options_.kubeconfig.empty() ? std::string("in-cluster") : options_.kubeconfig) +
+         " node " + options_.nodeName;
+}
+
+Status Agent::startKubeSource() {
+  if (options_.configSource != "kubernetes") return {};
+  auto cfg = options_.kubeconfig.empty() ? kube::inClusterConfigFromEnvironment()
+                                         : kube::loadKubeconfig(options_.kubeconfig);
+  if (!cfg) return std::unexpected(cfg.error().wrap("kubernetes config source"));
+  auto client = kube::ApiClient::create(*cfg);
+  if (!client) return std::unexpected(client.error().wrap("kubernetes config source"));
+  kubeClient_ = *client;
+  std::string from = "kubernetes (" + cfg->source + ")";
+  kubeSource_ = std::make_unique<kube::KubeConfigSource>(
+      io_.get_executor(), kubeClient_, kube::KubeConfigSource::agentResources(options_.nodeName),
+      [this, from](std::shared_ptr<const policy::Config> config,
+                   const std::vector<policy::Diagnostic>& warnings) {
+        for (const auto& d : warnings) log::warn("config", "{}", d.str());
+        std::lock_guard lock(reloadMu_);
+        install(*config, from);
+      });
+  metrics_.addCollector([this] { return kubeMetrics(); });
+  kubeSource_->start();
+  log::info(kLog, "config source: {}, Pods of node {} only", from, options_.nodeName);
+  return {};
+}
+
+std::string Agent::kubeMetrics() const {
+  if (!kubeSource_) return "";
+  kube::KubeSourceStatus st = kubeSource_->status();
+  std::string out;
+  auto gauge = [&](std::string_view name, std::string_view type, std::string_view help, double v,
+                   const proxy::Metrics::Labels& labels = {}) {
+    out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
+    out += proxy::formatSample(name, labels, v);
+  };
+  gauge("tollgate_config_source_ready", "gauge",
+        "1 once every resource was listed and a config loaded.", st.ready ? 1 : 0);
+  gauge("tollgate_config_source_connected", "gauge",
+        "1 while every watch's last request was answered by the API server.", st.connected ? 1 : 0);
+  gauge("tollgate_config_source_relists_total", "counter", "Lists after the first (410 Gone, outages).",
+        static_cast<double>(st.relists));
+  gauge("tollgate_config_source_gone_total", "counter", "410 Gone answers (expired resourceVersion).",
+        static_cast<double>(st.gone));
+  gauge("tollgate_config_source_errors_total", "counter",
+        "Failed requests and broken watch streams (the last snapshot stays).",
+        static_cast<double>(st.errors));
+  gauge("tollgate_config_source_events_total", "counter", "Watch events applied.",
+        static_cast<double>(st.events));
+  gauge("tollgate_config_source_loads_total", "counter", "Configs built from the API and installed.",
+        static_cast<double>(st.loads));
+  gauge("tollgate_config_source_load_failures_total", "counter",
+        "Configs refused by the loader (the last good one stays).", static_cast<double>(st.loadFailures));
+  gauge("tollgate_config_source_last_sync_timestamp_seconds", "gauge",
+        "When the last config from the API was handed on.",
+        static_cast<double>(std::chrono::duration_cast<std::chrono::seconds>(
+                                st.lastSync.time_since_epoch())
+                                .count()));
+  out += "# HELP tollgate_config_source_objects Objects held per resource.\n"
+         "# TYPE tollgate_config_source_objects gauge\n";
+  for (const auto& [name, r] : st.resources) {
+    out += proxy::formatSample("tollgate_config_source_objects", {{"resource", name}},
+                               static_cast<double>(r.objects));
+  }
+  return out;
 }
 
 void Agent::apply(const policy::Snapshot& snapshot) {
@@ -248,12 +324,16 @@ Status Agent::start() {
   inputs_.budget = budget_.get();
   pods_ = std::make_unique<PodManager>(inputs_, options_.runDir);
   if (auto st = pods_->init(); !st) return st;
+  if (options_.configSource == "kubernetes") pods_->requirePodObjects(std::chrono::seconds(3));
 
-  if (!reload()) log::error(kLog, "no valid config in {}: not ready", options_.configDir);
+  if (options_.configSource == "files" && !reload()) {
+    log::error(kLog, "no valid config in {}: not ready", options_.configDir);
+  }
   if (auto st = startIdentity(); !st) return st;
 
   for (int i = 0; i < options_.threads; ++i) threads_.emplace_back([this] { io_.run(); });
   started_ = true;
+  if (auto st = startKubeSource(); !st) return st;
 
   pods_->readopt();
   // Config load and re-adoption free most of what they allocate: give the pages back now, not
@@ -298,8 +378,10 @@ Status Agent::start() {
   if (auto st = admin_->start(*adminFd); !st) return st;
   metrics_.addCollector([this] { return admin_ ? admin_->collectMetrics() : std::string(); });
 
-  watcher_ = std::make_unique<ConfigWatcher>(options_.configDir, [this] { reload(); });
-  if (auto st = watcher_->start(); !st) return st;
+  if (options_.configSource == "files") {
+    watcher_ = std::make_unique<ConfigWatcher>(options_.configDir, [this] { reload(); });
+    if (auto st = watcher_->start(); !st) return st;
+  }
 
   if (options_.metricsPort != 0) {
     metricsServer_ = std::make_unique<proxy::StatusServer>(io_);
@@ -317,8 +399,10 @@ Status Agent::start() {
     healthServer_ = std::make_unique<proxy::StatusServer>(io_);
     healthServer_->route("/healthz/ready", [this] {
       if (ready()) return proxy::StatusServer::Response{200, "text/plain", "ready\n"};
-      std::string why =
-          snapshots_.load() == nullptr ? "no valid config loaded\n" : "enrollment socket is down\n";
+      std::string why = snapshots_.load() == nullptr ? "no valid config loaded\n"
+                        : kubeSource_ && !kubeSource_->status().ready
+                            ? "the kubernetes source has not listed every resource yet\n"
+                            : "enrollment socket is down\n";
       return proxy::StatusServer::Response{503, "text/plain", why};
     });
     uint16_t port = options_.healthPort;
@@ -329,7 +413,7 @@ Status Agent::start() {
     if (auto st = healthServer_->listenFd(*fd); !st) return st;
   }
   if (auto st = startHandoff(); !st) return st;
-  log::info(kLog, "started: config {}, run dir {}, {} threads, {} pods adopted", options_.configDir,
+  log::info(kLog, "started: config {}, run dir {}, {} threads, {} pods adopted", configSourceName(),
             options_.runDir, options_.threads, pods_->size());
   return {};
 }
@@ -346,6 +430,7 @@ void Agent::stop() {
   if (enroll_) enroll_->stop();
   if (admin_) admin_->stop();
   if (watcher_) watcher_->stop();
+  if (kubeSource_) kubeSource_->stop();
   // Before the listeners close, or it would re-create them.
   if (reconciler_) reconciler_->stop();
   // Listeners close; the rules stay in every pod netns, so the pods stay closed (fail closed).
@@ -495,7 +580,7 @@ admin::AgentStatus Agent::status() const {
                                                  std::chrono::steady_clock::now() - startedAt_)
                                                  .count()));
   s.set_redirect_mode(redirectMode_);
-  s.set_config_source("files:" + options_.configDir);
+  s.set_config_source(configSourceName());
   auto snap = snapshots_.load();
   if (snap) {
     s.set_config_generation(snap->generation());
@@ -655,6 +740,7 @@ void Agent::resumeAfterHandoff() {
 void Agent::stopAccepting() {
   log::info(kLog, "handoff: the new agent accepts; closing this agent's copies of the listeners");
   if (watcher_) watcher_->stop();
+  if (kubeSource_) kubeSource_->stop();
   if (enroll_) enroll_->stop();
   // The new agent answers tollgatectl from here on (same listening socket).
   if (admin_) admin_->stop();

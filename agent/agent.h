@@ -23,6 +23,7 @@
 #include "agent/pod_manager.h"
 #include "agent/reconciler.h"
 #include "identity/svid_manager.h"
+#include "kube/kube_config_source.h"
 #include "common/error.h"
 #include "policy/snapshot.h"
 #include "proxy/access_log.h"
@@ -59,7 +60,12 @@ class Agent {
   // Loads and compiles the config directory; on success swaps the snapshot and applies its mesh
   // settings (resolvers, redirect, fence). On failure keeps the old snapshot and logs every error.
   bool reload();
+  // Compiles and installs a loaded config (either source); false (old snapshot kept) if it
+  // does not compile. `from` names the source in log lines.
+  bool install(policy::Config config, const std::string& from);
   bool ready() const;
+  // Null with --config-source files.
+  kube::KubeConfigSource* kubeSource() { return kubeSource_.get(); }
   // "nftables", "ebpf", or "none" while no redirect could be loaded (status, tollgatectl).
   std::string redirectMode() const { return redirectMode_.load(); }
 
@@ -129,6 +135,12 @@ class Agent {
   std::atomic<int64_t> configLoadedUnix_{0};
   std::unique_ptr<Reconciler> reconciler_;
   std::unique_ptr<ConfigWatcher> watcher_;
+  // --config-source kubernetes: the API client and the list+watch source feeding install().
+  std::shared_ptr<kube::ApiClient> kubeClient_;
+  std::unique_ptr<kube::KubeConfigSource> kubeSource_;
+  Status startKubeSource();
+  std::string configSourceName() const;
+  std::string kubeMetrics() const;
   std::unique_ptr<proxy::StatusServer> metricsServer_;
   std::unique_ptr<proxy::StatusServer> healthServer_;
   std::optional<Netns> nodeNetns_;

@@ -1,6 +1,7 @@
 #include "agent/options.h"
 
 #include <charconv>
+#include <cstdlib>
 #include <optional>
 
 #include <fmt/format.h>
@@ -69,7 +70,11 @@ std::string usage() {
   return fmt::format(
       "usage: tollgate-agent {} DIR [{} DIR] [{} PORT] [{} PORT] [{} text|json]\n"
       "                      [{} PATH] [{} N] [{} PATTERN]... [{} debug|info|warn|error]\n"
+      "       tollgate-agent --config-source kubernetes [--kubeconfig PATH] [--node-name NODE] ...\n"
       "  {}     directory of YAML config (watched, reloaded)\n"
+      "  --config-source files|kubernetes  where config comes from (default files); kubernetes:\n"
+      "                     list+watch of the API server, in-cluster unless --kubeconfig is given;\n"
+      "                     only Pods with spec.nodeName = --node-name (default $NODE_NAME) enroll\n"
       "  {}        state: cni.sock, pods/, netns/ (default /run/tollgate)\n"
       "  {}    Prometheus /metrics (default 15020; 0 disables)\n"
       "  {}     /healthz/ready (default 15021; 0 disables)\n"
@@ -127,6 +132,15 @@ Result<AgentOptions> parseOptions(const std::vector<std::string>& args) {
     if (!v) return std::unexpected(v.error());
     if (flag == flags::kConfigDir) {
       o.configDir = *v;
+    } else if (flag == flags::kConfigSource) {
+      if (*v != "files" && *v != "kubernetes") {
+        return fail(fmt::format("{}: '{}' is not files or kubernetes", flag, *v));
+      }
+      o.configSource = *v;
+    } else if (flag == flags::kKubeconfig) {
+      o.kubeconfig = *v;
+    } else if (flag == flags::kNodeName) {
+      o.nodeName = *v;
     } else if (flag == flags::kRunDir) {
       o.runDir = *v;
     } else if (flag == flags::kMetricsPort || flag == flags::kHealthPort) {
@@ -199,7 +213,24 @@ Result<AgentOptions> parseOptions(const std::vector<std::string>& args) {
     }
   }
   if (o.help) return o;
-  if (o.configDir.empty()) return fail(fmt::format("{} is required", flags::kConfigDir));
+  if (o.configSource == "files") {
+    if (o.configDir.empty()) return fail(fmt::format("{} is required", flags::kConfigDir));
+    if (!o.kubeconfig.empty()) {
+      return fail(fmt::format("{} needs {} kubernetes", flags::kKubeconfig, flags::kConfigSource));
+    }
+  } else {
+    if (!o.configDir.empty()) {
+      return fail(fmt::format("{} and {} kubernetes are exclusive", flags::kConfigDir,
+                              flags::kConfigSource));
+    }
+    if (o.nodeName.empty()) {
+      if (const char* env = std::getenv("NODE_NAME"); env && *env) o.nodeName = env;
+    }
+    if (o.nodeName.empty()) {
+      return fail(fmt::format("{} kubernetes needs {} (or NODE_NAME)", flags::kConfigSource,
+                              flags::kNodeName));
+    }
+  }
   if (o.runDir.empty()) return fail(fmt::format("{} must not be empty", flags::kRunDir));
   if (o.podInterfaces.empty()) o.podInterfaces.push_back("tg0");
   if (o.caCert.empty() != o.caKey.empty()) {

@@ -34,11 +34,20 @@ inline constexpr std::string_view kMaxConnectionsPerPod = "--max-connections-per
 inline constexpr std::string_view kMaxConnectionsPerNode = "--max-connections-per-node";
 inline constexpr std::string_view kRedirectMode = "--redirect-mode";
 inline constexpr std::string_view kBpfPinDir = "--bpf-pin-dir";
+inline constexpr std::string_view kConfigSource = "--config-source";
+inline constexpr std::string_view kKubeconfig = "--kubeconfig";
+inline constexpr std::string_view kNodeName = "--node-name";
 inline constexpr std::string_view kHelp = "--help";
 }  // namespace flags
 
 struct AgentOptions {
-  std::string configDir;               // required: YAML files, watched
+  // "files": YAML under configDir, watched. "kubernetes": list+watch of the API server
+  // (kube/kube_config_source.h) through kubeconfig, or in-cluster when it is empty.
+  std::string configSource = "files";
+  std::string configDir;               // files: required
+  std::string kubeconfig;
+  // kubernetes: the node whose Pods this agent enrolls (spec.nodeName); default $NODE_NAME.
+  std::string nodeName;
   std::string runDir = "/run/tollgate";  // cni.sock, pods/, netns/
   uint16_t metricsPort = 15020;
   uint16_t healthPort = 15021;

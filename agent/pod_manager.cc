@@ -16,6 +16,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <thread>
 #include <fstream>
 #include <sstream>
 
@@ -185,6 +186,18 @@ enroll::EnrollReply PodManager::handle(const enroll::EnrollRequest& req, int net
               obj && obj->hostNetwork ? "" : "; its Pod object does not say hostNetwork");
     return ok();
   }
+  // Without any snapshot yet, add() refuses as not ready.
+  if (requirePodWait_ && req.op() == enroll::EnrollRequest::ADD && inputs_.snapshots.load() &&
+      !havePodObject(req)) {
+    if (netnsFd >= 0) ::close(netnsFd);
+    inputs_.metrics.enrollUnknownPod++;
+    inputs_.metrics.enrollFailed++;
+    std::string msg = fmt::format(
+        "pod {}/{} is not a Pod of this node on the API server (waited {} ms): not enrolled",
+        req.pod().namespace_(), req.pod().name(), requirePodWait_->count());
+    log::error(kLog, "ADD {}/{}: {}", req.pod().namespace_(), req.pod().name(), msg);
+    return failed(kCodeUnknownPod, msg);
+  }
   if (auto snap = inputs_.snapshots.load(); snap && req.op() == enroll::EnrollRequest::ADD) {
     const policy::Pod* obj = snap->findPod(req.pod().namespace_(), req.pod().name());
     if (obj && obj->hostNetwork) {
@@ -219,6 +232,16 @@ enroll::EnrollReply PodManager::handle(const enroll::EnrollRequest& req, int net
   }
   inputs_.metrics.enrolledPods = static_cast<int64_t>(size());
   return reply;
+}
+
+bool PodManager::havePodObject(const enroll::EnrollRequest& req) const {
+  auto deadline = std::chrono::steady_clock::now() + *requirePodWait_;
+  for (;;) {
+    auto snap = inputs_.snapshots.load();
+    if (snap && snap->findPod(req.pod().namespace_(), req.pod().name())) return true;
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
 }
 
 std::string PodManager::serviceAccountOf(const enroll::EnrollRequest& req) const {

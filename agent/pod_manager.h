@@ -3,6 +3,8 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <chrono>
 #include <string>
 #include <vector>
 
@@ -29,6 +31,7 @@ inline constexpr uint32_t kCodeListener = 103;
 inline constexpr uint32_t kCodeNotReady = 104;
 inline constexpr uint32_t kCodeCheckFailed = 105;
 inline constexpr uint32_t kCodeState = 106;
+inline constexpr uint32_t kCodeUnknownPod = 107;
 
 // The enrolled pods: their netns, redirect rules and capture listeners, and the state under
 // <run-dir> that lets a restarted agent adopt them again:
@@ -47,6 +50,10 @@ class PodManager {
   // Where enrolled pods' service accounts are recorded so their SVIDs can be issued (nullptr:
   // no CA configured). Set before pods are enrolled or re-adopted.
   void setSvids(identity::SvidManager* svids) { svids_ = svids; }
+  // --config-source kubernetes: an ADD is refused unless the snapshot holds the Pod object
+  // (the API server's Pods of this node), waited for up to `wait` (the watch may trail the
+  // runtime's CNI call). What the CNI plugin claims about a pod never enrolls it by itself.
+  void requirePodObjects(std::chrono::milliseconds wait) { requirePodWait_ = wait; }
   // Re-reads every enrolled pod's service account (after a config reload changed Pod objects).
   void syncIdentities();
 
@@ -144,6 +151,7 @@ class PodManager {
   // The pod's service account: the snapshot's Pod object, else the request's field, else
   // "default" (the same order the proxy's sessions use).
   std::string serviceAccountOf(const enroll::EnrollRequest& req) const;
+  bool havePodObject(const enroll::EnrollRequest& req) const;
   void addIdentity(const enroll::EnrollRequest& req);
   void removeIdentity(const enroll::EnrollRequest& req);
 
@@ -157,6 +165,7 @@ class PodManager {
   std::shared_ptr<const RedirectInstaller> redirect_;
   identity::SvidManager* svids_ = nullptr;
   std::map<std::string, std::shared_ptr<proxy::PodDnsTable>> dnsTables_;  // by state key
+  std::optional<std::chrono::milliseconds> requirePodWait_;
 };
 
 }  // namespace tollgate::agent

@@ -166,6 +166,9 @@ std::string Metrics::render() const {
   counter("tollgate_enroll_excluded_total",
           "Pod ADDs in an excluded namespace, answered ok without enrolling.",
           enrollExcluded.load());
+  counter("tollgate_enroll_unknown_pod_total",
+          "Pod ADDs refused because the API server has no such Pod on this node.",
+          enrollUnknownPod.load());
   gauge("tollgate_enrolled_pods", "Pods currently enrolled.", enrolledPods.load());
   counter("tollgate_tunnel_streams_total", "CONNECT streams opened to gateways.",
           tunnelStreams.load());

@@ -55,6 +55,7 @@ class Metrics {
   std::atomic<uint64_t> enrollOk{0};
   std::atomic<uint64_t> enrollFailed{0};
   std::atomic<uint64_t> enrollExcluded{0};  // ADDs in excluded namespaces (not enrolled)
+  std::atomic<uint64_t> enrollUnknownPod{0};  // ADDs refused: no Pod object of this node
   std::atomic<int64_t> enrolledPods{0};
   std::atomic<uint64_t> tunnelStreams{0};            // CONNECT streams opened
   std::atomic<int64_t> tunnelConnectionsActive{0};   // TLS connections to gateways up

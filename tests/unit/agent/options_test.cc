@@ -93,5 +93,33 @@ TEST(AgentOptionsTest, Limits) {
   EXPECT_FALSE(parseOptions({"--config-dir", "/c", "--max-connections-per-pod", "many"}));
 }
 
+
+TEST(AgentOptionsTest, KubernetesConfigSource) {
+  ::unsetenv("NODE_NAME");
+  auto d = parseOptions({"--config-dir", "/c"});
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->configSource, "files");
+  auto o = parseOptions({"--config-source", "kubernetes", "--kubeconfig=/k", "--node-name", "n1"});
+  ASSERT_TRUE(o) << o.error().str();
+  EXPECT_EQ(o->configSource, "kubernetes");
+  EXPECT_EQ(o->kubeconfig, "/k");
+  EXPECT_EQ(o->nodeName, "n1");
+  // The node is required (the downward API's NODE_NAME serves as default).
+  auto noNode = parseOptions({"--config-source", "kubernetes"});
+  ASSERT_FALSE(noNode);
+  EXPECT_EQ(noNode.error().str(), "--config-source kubernetes needs --node-name (or NODE_NAME)");
+  ::setenv("NODE_NAME", "from-env", 1);
+  auto env = parseOptions({"--config-source", "kubernetes"});
+  ::unsetenv("NODE_NAME");
+  ASSERT_TRUE(env) << env.error().str();
+  EXPECT_EQ(env->nodeName, "from-env");
+  EXPECT_EQ(env->kubeconfig, "");  // in-cluster
+  auto bad = parseOptions({"--config-source", "etcd"});
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().str(), "--config-source: 'etcd' is not files or kubernetes");
+  EXPECT_FALSE(parseOptions({"--config-source", "kubernetes", "--node-name", "n", "--config-dir", "/c"}));
+  EXPECT_FALSE(parseOptions({"--config-dir", "/c", "--kubeconfig", "/k"}));
+  EXPECT_NE(usage().find("--config-source"), std::string::npos);
+}
 }  // namespace
 }  // namespace tollgate::agent

@@ -1,0 +1,384 @@
+// tollgate-agent with --config-source kubernetes against the real kube-apiserver of
+// lab/k8s/control-plane (the ctest fixture kube_control_plane). The agent lives in a throwaway
+// node netns (agent_fixture.h) and the API server on the host's 127.0.0.1, so the test carries
+// the agent's connections through a relay it can switch off: an API server outage as the
+// agent sees it, without stopping the API server the other tests share.
+#include <utility>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/use_future.hpp>
+#include <boost/beast/http/verb.hpp>
+
+#include <arpa/inet.h>
+#include <poll.h>
+#include <signal.h>
+
+#include <atomic>
+#include <chrono>
+#include <fstream>
+#include <mutex>
+#include <regex>
+#include <sstream>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "kube/api_client.h"
+#include "kube/client_config.h"
+#include "tests/netns/agent/agent_fixture.h"
+
+namespace tollgate::agent {
+namespace {
+
+namespace fs = std::filesystem;
+using http = boost::beast::http::verb;
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+std::string stateDir() {
+  const char* s = std::getenv("TOLLGATE_KUBE_STATE");
+  return s && *s ? s : "";
+}
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// A TCP relay: listens on 127.0.0.1 in the netns of the thread that constructs it and carries
+// each connection to 127.0.0.1:<target> in the netns of `targetNs` (-1: the process's own, as
+// of construction time). While closed, it cuts every connection and refuses new ones.
+class Relay {
+ public:
+  Relay(uint16_t target, int hostNs) : target_(target), hostNs_(hostNs) {
+    listen_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in sin{};
+    sin.sin_family = AF_INET;
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof sin;
+    if (::bind(listen_, reinterpret_cast<sockaddr*>(&sin), sizeof sin) != 0 ||
+        ::listen(listen_, 64) != 0 ||
+        ::getsockname(listen_, reinterpret_cast<sockaddr*>(&sin), &len) != 0) {
+      ADD_FAILURE() << "relay listen: " << std::strerror(errno);
+      return;
+    }
+    port_ = ntohs(sin.sin_port);
+    thread_ = std::thread([this] { acceptLoop(); });
+  }
+  ~Relay() {
+    stop_ = true;
+    setOpen(false);
+    ::shutdown(listen_, SHUT_RDWR);
+    if (thread_.joinable()) thread_.join();
+    ::close(listen_);
+    std::lock_guard lock(mu_);
+    for (auto& t : pumps_) t.join();
+  }
+  uint16_t port() const { return port_; }
+  void setOpen(bool open) {
+    open_ = open;
+    if (open) return;
+    std::lock_guard lock(mu_);
+    for (int fd : live_) ::shutdown(fd, SHUT_RDWR);
+  }
+
+ private:
+  void acceptLoop() {
+    while (!stop_) {
+      int c = ::accept4(listen_, nullptr, nullptr, SOCK_CLOEXEC);
+      if (c < 0) {
+        if (errno == EINTR) continue;
+        return;
+      }
+      if (!open_) {
+        ::close(c);
+        continue;
+      }
+      int up = -1;
+      std::thread([&] {  // the upstream socket is created in the API server's netns
+        if (::setns(hostNs_, CLONE_NEWNET) != 0) return;
+        up = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      }).join();
+      sockaddr_in sin{};
+      sin.sin_family = AF_INET;
+      sin.sin_port = htons(target_);
+      sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      if (up < 0 || ::connect(up, reinterpret_cast<sockaddr*>(&sin), sizeof sin) != 0) {
+        if (up >= 0) ::close(up);
+        ::close(c);
+        continue;
+      }
+      std::lock_guard lock(mu_);
+      live_.push_back(c);
+      live_.push_back(up);
+      pumps_.emplace_back([this, c, up] { pump(c, up); });
+    }
+  }
+  void pump(int a, int b) {
+    pollfd p[2] = {{a, POLLIN, 0}, {b, POLLIN, 0}};
+    char buf[16384];
+    while (!stop_ && open_) {
+      if (::poll(p, 2, 200) < 0) break;
+      bool done = false;
+      for (int i = 0; i < 2 && !done; ++i) {
+        if (!(p[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+        ssize_t n = ::recv(p[i].fd, buf, sizeof buf, 0);
+        if (n <= 0 || ::send(p[1 - i].fd, buf, static_cast<size_t>(n), MSG_NOSIGNAL) != n) done = true;
+      }
+      if (done) break;
+    }
+    std::lock_guard lock(mu_);
+    std::erase(live_, a);
+    std::erase(live_, b);
+    ::close(a);
+    ::close(b);
+  }
+
+  uint16_t target_;
+  int hostNs_;
+  int listen_ = -1;
+  uint16_t port_ = 0;
+  std::atomic<bool> open_{false}, stop_{false};
+  std::thread thread_;
+  std::mutex mu_;
+  std::vector<int> live_;
+  std::vector<std::thread> pumps_;
+};
+
+class AgentKubeTest : public testing::AgentNetnsTest {
+ protected:
+  AgentKubeTest() : AgentNetnsTest("k") {}
+
+  void SetUp() override {
+    AgentNetnsTest::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
+    if (stateDir().empty() || !fs::exists(stateDir() + "/admin.kubeconfig")) {
+      GTEST_SKIP() << "no control plane: run through ctest (fixture kube_control_plane)";
+    }
+    std::smatch m;
+    std::string env = slurp(stateDir() + "/env");
+    ASSERT_TRUE(std::regex_search(env, m, std::regex("KUBE_APISERVER=https://127\\.0\\.0\\.1:(\\d+)")))
+        << env;
+    apiPort_ = static_cast<uint16_t>(std::stoi(m[1]));
+    hostNs_ = ::open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+    inNode([&] { relay_ = std::make_unique<Relay>(apiPort_, hostNs_); });
+    // The agent's kubeconfig: the admin's, through the relay (the serving certificate names
+    // 127.0.0.1, so the agent still verifies it).
+    std::string kc = std::regex_replace(slurp(stateDir() + "/admin.kubeconfig"),
+                                        std::regex("https://127\\.0\\.0\\.1:\\d+"),
+                                        fmt::format("https://127.0.0.1:{}", relay_->port()));
+    std::ofstream(dir_ / "kubeconfig") << kc;
+
+    thread_ = std::thread([this] { io_.run(); });
+    auto cfg = kube::loadKubeconfig(stateDir() + "/admin.kubeconfig");
+    ASSERT_TRUE(cfg) << cfg.error().message;
+    auto c = kube::ApiClient::create(*cfg);
+    ASSERT_TRUE(c) << c.error().message;
+    admin_ = *c;
+    ns_ = fmt::format("agent-kube-{}-{}", r_, ::getpid());
+    ASSERT_EQ(call(http::post, "/api/v1/namespaces",
+                   {{"apiVersion", "v1"}, {"kind", "Namespace"}, {"metadata", {{"name", ns_}}}})
+                  .status,
+              201u);
+    // No controller-manager runs: service accounts are created by hand.
+    ASSERT_EQ(call(http::post, "/api/v1/namespaces/" + ns_ + "/serviceaccounts",
+                   {{"apiVersion", "v1"},
+                    {"kind", "ServiceAccount"},
+                    {"metadata", {{"name", "sa-client"}}}})
+                  .status,
+              201u);
+  }
+
+  void TearDown() override {
+    agent_.reset();
+    // No controller-manager runs, so a deleted namespace keeps its objects: delete them first.
+    if (admin_) {
+      call(http::delete_, "/apis/networking.istio.io/v1/namespaces/" + ns_ + "/serviceentries", nullptr);
+      call(http::delete_, "/api/v1/namespaces/" + ns_ + "/pods?gracePeriodSeconds=0", nullptr);
+      call(http::delete_, "/api/v1/namespaces/" + ns_, nullptr);
+    }
+    relay_.reset();
+    work_.reset();
+    io_.stop();
+    if (thread_.joinable()) thread_.join();
+    if (hostNs_ >= 0) ::close(hostNs_);
+    AgentNetnsTest::TearDown();
+  }
+
+  kube::Response call(http verb, const std::string& path, const json& body,
+                      const std::string& type = "application/json") {
+    auto r = boost::asio::co_spawn(
+                 io_,
+                 admin_->request(io_.get_executor(), verb, path, body.is_null() ? "" : body.dump(),
+                                 30s, type),
+                 boost::asio::use_future)
+                 .get();
+    EXPECT_TRUE(r) << r.error().message;
+    return r ? *r : kube::Response{};
+  }
+
+  void createPod(const std::string& name, const std::string& node, const std::string& app) {
+    json pod = {{"apiVersion", "v1"},
+                {"kind", "Pod"},
+                {"metadata", {{"name", name}, {"labels", {{"app", app}}}}},
+                {"spec",
+                 {{"nodeName", node},
+                  {"serviceAccountName", "sa-client"},
+                  {"automountServiceAccountToken", false},
+                  {"containers", {{{"name", "main"}, {"image", "tollgate-lab/shell"}}}}}}};
+    auto r = call(http::post, "/api/v1/namespaces/" + ns_ + "/pods", pod);
+    ASSERT_EQ(r.status, 201u) << r.body;
+  }
+
+  AgentOptions kubeOptions() const {
+    AgentOptions o = agentOptions();
+    o.configDir.clear();
+    o.configSource = "kubernetes";
+    o.kubeconfig = (dir_ / "kubeconfig").string();
+    o.nodeName = node_;
+    o.metricsPort = AgentOptions{}.metricsPort;
+    return o;
+  }
+
+  std::string metrics() {
+    auto fd = connectIn(*nodeNs_, "127.0.0.1", AgentOptions{}.metricsPort);
+    return fd ? exchange(*fd, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", false) : "";
+  }
+
+  template <typename F>
+  static bool eventually(F f, std::chrono::seconds hang = 60s) {
+    auto until = std::chrono::steady_clock::now() + hang;  // a hang bound, not a time budget
+    while (!f()) {
+      if (std::chrono::steady_clock::now() > until) return false;
+      std::this_thread::sleep_for(50ms);
+    }
+    return true;
+  }
+
+  const policy::Pod* pod(const std::string& name) const {
+    auto snap = agent_->snapshot();
+    return snap ? snap->findPod(ns_, name) : nullptr;
+  }
+  std::string appLabel(const std::string& name) const {
+    const policy::Pod* p = pod(name);
+    if (!p) return "";
+    auto it = p->meta.labels.find("app");
+    return it == p->meta.labels.end() ? "" : it->second;
+  }
+  bool hasServiceEntryHost(const std::string& host) const {
+    auto snap = agent_->snapshot();
+    if (!snap) return false;
+    // This test's namespace only: with no controller-manager, a deleted namespace's objects
+    // stay in etcd (earlier runs' ServiceEntries are still listed).
+    for (const auto& se : snap->config().serviceEntries) {
+      if (se.meta.ns != ns_) continue;
+      for (const auto& h : se.hosts) {
+        if (h == host) return true;
+      }
+    }
+    return false;
+  }
+
+  uint16_t apiPort_ = 0;
+  int hostNs_ = -1;
+  std::unique_ptr<Relay> relay_;
+  boost::asio::io_context io_;
+  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_{io_.get_executor()};
+  std::thread thread_;
+  std::shared_ptr<kube::ApiClient> admin_;
+  std::string ns_;
+};
+
+TEST_F(AgentKubeTest, NotReadyUntilTheApiServerListedThenPodsComeFromTheApi) {
+  createPod("client", node_, "client");
+  createPod("elsewhere", "some-other-node", "client");
+  // The API server is out of reach at start: the agent starts, is not ready and says so.
+  ASSERT_TRUE(startAgent(kubeOptions())) << "agent start";
+  ASSERT_NE(agent_->kubeSource(), nullptr);
+  EXPECT_TRUE(eventually([&] { return agent_->kubeSource()->status().errors > 0; }));
+  EXPECT_FALSE(agent_->ready());
+  std::string m = metrics();
+  EXPECT_NE(m.find("tollgate_config_source_ready 0"), std::string::npos) << m;
+  EXPECT_NE(m.find("tollgate_config_source_connected 0"), std::string::npos) << m;
+  auto refused = send(request(enroll::EnrollRequest::ADD, ns_, "client"), true);
+  EXPECT_FALSE(refused.ok()) << "an agent without config must not enroll";
+  EXPECT_EQ(refused.code(), kCodeNotReady) << refused.msg();
+
+  relay_->setOpen(true);
+  ASSERT_TRUE(eventually([&] { return agent_->ready(); })) << agent_->kubeSource()->status().lastError;
+  m = metrics();
+  EXPECT_NE(m.find("tollgate_config_source_ready 1"), std::string::npos) << m;
+  EXPECT_NE(m.find("tollgate_config_source_connected 1"), std::string::npos) << m;
+
+  // Only this node's Pods are in the snapshot (field selector), with the API's labels and
+  // service account.
+  ASSERT_NE(pod("client"), nullptr);
+  EXPECT_EQ(pod("elsewhere"), nullptr);
+  EXPECT_EQ(appLabel("client"), "client");
+  auto id = agent_->snapshot()->identityOf(ns_, "client");
+  ASSERT_TRUE(id);
+  EXPECT_EQ(id->serviceAccount, "sa-client");
+
+  auto added = send(request(enroll::EnrollRequest::ADD, ns_, "client"), true);
+  EXPECT_TRUE(added.ok()) << added.msg();
+  // What the CNI plugin names is not enough: unknown to the API, or on another node.
+  for (const char* name : {"ghost", "elsewhere"}) {
+    auto r = send(request(enroll::EnrollRequest::ADD, ns_, name), true);
+    EXPECT_FALSE(r.ok()) << name;
+    EXPECT_EQ(r.code(), kCodeUnknownPod) << name << ": " << r.msg();
+    EXPECT_NE(r.msg().find("not a Pod of this node"), std::string::npos) << r.msg();
+  }
+  EXPECT_EQ(agent_->metrics().enrollUnknownPod.load(), 2u);
+
+  // kubectl label: the snapshot follows.
+  auto r = call(http::patch, "/api/v1/namespaces/" + ns_ + "/pods/client",
+                {{"metadata", {{"labels", {{"app", "relabelled"}}}}}},
+                "application/merge-patch+json");
+  ASSERT_EQ(r.status, 200u) << r.body;
+  EXPECT_TRUE(eventually([&] { return appLabel("client") == "relabelled"; }));
+  EXPECT_TRUE(send(request(enroll::EnrollRequest::DEL, ns_, "client"), false).ok());
+}
+
+TEST_F(AgentKubeTest, AnOutageKeepsTheLastSnapshotAndWhatChangedMeanwhileArrivesAfter) {
+  createPod("client", node_, "client");
+  relay_->setOpen(true);
+  ASSERT_TRUE(startAgent(kubeOptions())) << "agent start";
+  ASSERT_TRUE(eventually([&] { return agent_->ready(); })) << agent_->kubeSource()->status().lastError;
+  ASSERT_TRUE(send(request(enroll::EnrollRequest::ADD, ns_, "client"), true).ok());
+  uint64_t generation = agent_->snapshot()->generation();
+
+  relay_->setOpen(false);  // the agent's watches break and cannot reconnect
+  EXPECT_TRUE(eventually([&] { return !agent_->kubeSource()->status().connected; }));
+  json se = {{"apiVersion", "networking.istio.io/v1"},
+             {"kind", "ServiceEntry"},
+             {"metadata", {{"name", "during-outage"}, {"namespace", ns_}}},
+             {"spec",
+              {{"hosts", {"outage.example.com"}},
+               {"ports", {{{"number", 80}, {"name", "http"}, {"protocol", "HTTP"}}}},
+               {"resolution", "DNS"}}}};
+  ASSERT_EQ(call(http::post, "/apis/networking.istio.io/v1/namespaces/" + ns_ + "/serviceentries", se)
+                .status,
+            201u);
+  // Through the outage the agent keeps its snapshot, its pod and its readiness.
+  std::this_thread::sleep_for(1s);
+  EXPECT_EQ(agent_->snapshot()->generation(), generation);
+  EXPECT_NE(pod("client"), nullptr);
+  EXPECT_TRUE(agent_->ready());
+  EXPECT_FALSE(hasServiceEntryHost("outage.example.com"));
+  std::string m = metrics();
+  EXPECT_NE(m.find("tollgate_config_source_connected 0"), std::string::npos) << m;
+
+  relay_->setOpen(true);
+  EXPECT_TRUE(eventually([&] { return hasServiceEntryHost("outage.example.com"); }));
+  EXPECT_TRUE(eventually([&] { return agent_->kubeSource()->status().connected; }));
+  EXPECT_GT(agent_->kubeSource()->status().errors, 0u);
+  EXPECT_TRUE(send(request(enroll::EnrollRequest::DEL, ns_, "client"), false).ok());
+}
+
+}  // namespace
+}  // namespace tollgate::agent
