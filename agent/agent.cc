@@ -68,7 +68,6 @@ bool Agent::ready() const {
 }
 
 bool Agent::reload() {
-  if (options_.configSource != "files") return false;  // the kubernetes source pushes configs
   std::lock_guard lock(reloadMu_);
   auto loaded = policy::ConfigLoader::loadPath(options_.configDir);
   if (!loaded) {
@@ -116,13 +115,17 @@ Status Agent::startKubeSource() {
   if (!client) return std::unexpected(client.error().wrap("kubernetes config source"));
   kubeClient_ = *client;
   std::string from = "kubernetes (" + cfg->source + ")";
-  kubeSource_ = std::make_unique<kube::KubeConfigSource>(
-      io_.get_executor(), kubeClient_, kube::KubeConfigSource::agentResources(options_.nodeName),
-      [this, from](std::shared_ptr<const policy::Config> config,
-                   const std::vector<policy::Diagnostic>& warnings) {
-        for (const auto& d : warnings) log::warn("config", "{}", d.str());
+  kubeInstaller_ = std::make_unique<LatestWorker<std::shared_ptr<const policy::Config>>>(
+      [this, from](std::shared_ptr<const policy::Config> config) {
         std::lock_guard lock(reloadMu_);
         install(*config, from);
+      });
+  kubeSource_ = std::make_unique<kube::KubeConfigSource>(
+      io_.get_executor(), kubeClient_, kube::KubeConfigSource::agentResources(options_.nodeName),
+      [this](std::shared_ptr<const policy::Config> config,
+             const std::vector<policy::Diagnostic>& warnings) {
+        for (const auto& d : warnings) log::warn("config", "{}", d.str());
+        kubeInstaller_->post(std::move(config));
       });
   metrics_.addCollector([this] { return kubeMetrics(); });
   kubeSource_->start();
@@ -431,6 +434,7 @@ void Agent::stop() {
   if (admin_) admin_->stop();
   if (watcher_) watcher_->stop();
   if (kubeSource_) kubeSource_->stop();
+  if (kubeInstaller_) kubeInstaller_->stop();  // after the source: nothing posts any more
   // Before the listeners close, or it would re-create them.
   if (reconciler_) reconciler_->stop();
   // Listeners close; the rules stay in every pod netns, so the pods stay closed (fail closed).
@@ -741,6 +745,7 @@ void Agent::stopAccepting() {
   log::info(kLog, "handoff: the new agent accepts; closing this agent's copies of the listeners");
   if (watcher_) watcher_->stop();
   if (kubeSource_) kubeSource_->stop();
+  if (kubeInstaller_) kubeInstaller_->stop();  // the new agent applies configs from now on
   if (enroll_) enroll_->stop();
   // The new agent answers tollgatectl from here on (same listening socket).
   if (admin_) admin_->stop();

@@ -12,6 +12,7 @@
 
 #include "identity/certificate_authority.h"
 #include "agent/bpf_redirect.h"
+#include "common/latest_worker.h"
 #include "common/shared_slot.h"
 #include "agent/admin_server.h"
 #include "agent/config_watcher.h"
@@ -138,6 +139,9 @@ class Agent {
   // --config-source kubernetes: the API client and the list+watch source feeding install().
   std::shared_ptr<kube::ApiClient> kubeClient_;
   std::unique_ptr<kube::KubeConfigSource> kubeSource_;
+  // The source's configs are compiled and applied (nft/BPF work) here, not on the io thread
+  // that delivers them and carries proxied connections.
+  std::unique_ptr<LatestWorker<std::shared_ptr<const policy::Config>>> kubeInstaller_;
   Status startKubeSource();
   std::string configSourceName() const;
   std::string kubeMetrics() const;

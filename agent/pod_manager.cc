@@ -235,13 +235,12 @@ enroll::EnrollReply PodManager::handle(const enroll::EnrollRequest& req, int net
 }
 
 bool PodManager::havePodObject(const enroll::EnrollRequest& req) const {
-  auto deadline = std::chrono::steady_clock::now() + *requirePodWait_;
-  for (;;) {
-    auto snap = inputs_.snapshots.load();
-    if (snap && snap->findPod(req.pod().namespace_(), req.pod().name())) return true;
-    if (std::chrono::steady_clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
+  // Woken by each snapshot swap, so a Pod object that arrives during the wait enrols at once.
+  return inputs_.snapshots.waitFor(
+      [&](const policy::Snapshot& snap) {
+        return snap.findPod(req.pod().namespace_(), req.pod().name()) != nullptr;
+      },
+      std::chrono::steady_clock::now() + *requirePodWait_);
 }
 
 std::string PodManager::serviceAccountOf(const enroll::EnrollRequest& req) const {

@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -64,6 +65,11 @@ class SnapshotHolder {
   // racing stores cannot leave anyone with the older one.
   void store(policy::SnapshotPtr s) {
     current_.store(std::move(s));
+    {
+      // Taken so that a waiter between its check and its wait cannot miss this store.
+      std::lock_guard lock(waitMu_);
+    }
+    stored_.notify_all();
     std::vector<std::pair<std::shared_ptr<const void>, Observer>> live;
     {
       std::lock_guard lock(mu_);
@@ -73,6 +79,16 @@ class SnapshotHolder {
       }
     }
     for (const auto& [owner, fn] : live) fn();
+  }
+  // Blocks until `pred` holds for the current snapshot (checked now and after each store()) or
+  // `deadline` passes; false then. No snapshot counts as not holding.
+  template <class Pred>
+  bool waitFor(Pred pred, std::chrono::steady_clock::time_point deadline) const {
+    std::unique_lock lock(waitMu_);
+    return stored_.wait_until(lock, deadline, [&] {
+      auto s = load();
+      return s && pred(*s);
+    });
   }
   // Calls `fn` after every store() for as long as `owner` lives (no unsubscribe needed).
   void observe(std::weak_ptr<const void> owner, Observer fn) {
@@ -84,6 +100,8 @@ class SnapshotHolder {
   SharedSlot<const policy::Snapshot> current_;
   std::mutex mu_;
   std::vector<std::pair<std::weak_ptr<const void>, Observer>> observers_;
+  mutable std::mutex waitMu_;
+  mutable std::condition_variable stored_;
 };
 
 // Everything a listener and its sessions need, passed by reference (ztunnel's ProxyInputs).

@@ -27,9 +27,12 @@
 #include "tests/netns/gateway/gateway_fixture.h"
 #include "tests/netns/gateway/test_servers.h"
 #include "tests/unit/gateway/test_certs.h"
+#include "tests/common/eventually.h"
 
 namespace tollgate::gateway {
 namespace {
+
+using tollgate::tests::eventually;
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
@@ -266,16 +269,6 @@ spec:
 
   testing::TcpServer hose_{&firehose};
   Blackhole hole_;
-
-  template <typename P>
-  bool eventually(P pred) {
-    auto until = Clock::now() + 60s;  // a hang bound only
-    while (!pred()) {
-      if (Clock::now() > until) return false;
-      std::this_thread::sleep_for(10ms);
-    }
-    return true;
-  }
 
 };
 

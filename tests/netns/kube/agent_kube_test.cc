@@ -29,19 +29,19 @@
 #include "kube/api_client.h"
 #include "kube/client_config.h"
 #include "tests/netns/agent/agent_fixture.h"
+#include "tests/common/eventually.h"
+#include "tests/netns/kube/kube_fixture.h"
 
 namespace tollgate::agent {
 namespace {
+
+using tollgate::tests::eventually;
 
 namespace fs = std::filesystem;
 using http = boost::beast::http::verb;
 using nlohmann::json;
 using namespace std::chrono_literals;
 
-std::string stateDir() {
-  const char* s = std::getenv("TOLLGATE_KUBE_STATE");
-  return s && *s ? s : "";
-}
 
 std::string slurp(const std::string& path) {
   std::ifstream in(path);
@@ -157,11 +157,11 @@ class AgentKubeTest : public testing::AgentNetnsTest {
   void SetUp() override {
     AgentNetnsTest::SetUp();
     if (IsSkipped() || HasFatalFailure()) return;
-    if (stateDir().empty() || !fs::exists(stateDir() + "/admin.kubeconfig")) {
+    if (!fs::exists(tests::kubeStateDir() + "/admin.kubeconfig")) {
       GTEST_SKIP() << "no control plane: run through ctest (fixture kube_control_plane)";
     }
     std::smatch m;
-    std::string env = slurp(stateDir() + "/env");
+    std::string env = slurp(tests::kubeStateDir() + "/env");
     ASSERT_TRUE(std::regex_search(env, m, std::regex("KUBE_APISERVER=https://127\\.0\\.0\\.1:(\\d+)")))
         << env;
     apiPort_ = static_cast<uint16_t>(std::stoi(m[1]));
@@ -169,13 +169,13 @@ class AgentKubeTest : public testing::AgentNetnsTest {
     inNode([&] { relay_ = std::make_unique<Relay>(apiPort_, hostNs_); });
     // The agent's kubeconfig: the admin's, through the relay (the serving certificate names
     // 127.0.0.1, so the agent still verifies it).
-    std::string kc = std::regex_replace(slurp(stateDir() + "/admin.kubeconfig"),
+    std::string kc = std::regex_replace(slurp(tests::kubeStateDir() + "/admin.kubeconfig"),
                                         std::regex("https://127\\.0\\.0\\.1:\\d+"),
                                         fmt::format("https://127.0.0.1:{}", relay_->port()));
     std::ofstream(dir_ / "kubeconfig") << kc;
 
     thread_ = std::thread([this] { io_.run(); });
-    auto cfg = kube::loadKubeconfig(stateDir() + "/admin.kubeconfig");
+    auto cfg = kube::loadKubeconfig(tests::kubeStateDir() + "/admin.kubeconfig");
     ASSERT_TRUE(cfg) << cfg.error().message;
     auto c = kube::ApiClient::create(*cfg);
     ASSERT_TRUE(c) << c.error().message;
@@ -248,16 +248,6 @@ class AgentKubeTest : public testing::AgentNetnsTest {
   std::string metrics() {
     auto fd = connectIn(*nodeNs_, "127.0.0.1", AgentOptions{}.metricsPort);
     return fd ? exchange(*fd, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", false) : "";
-  }
-
-  template <typename F>
-  static bool eventually(F f, std::chrono::seconds hang = 60s) {
-    auto until = std::chrono::steady_clock::now() + hang;  // a hang bound, not a time budget
-    while (!f()) {
-      if (std::chrono::steady_clock::now() > until) return false;
-      std::this_thread::sleep_for(50ms);
-    }
-    return true;
   }
 
   const policy::Pod* pod(const std::string& name) const {

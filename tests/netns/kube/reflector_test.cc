@@ -22,9 +22,13 @@
 #include "kube/client_config.h"
 #include "kube/kube_config_source.h"
 #include "kube/reflector.h"
+#include "tests/common/eventually.h"
+#include "tests/netns/kube/kube_fixture.h"
 
 namespace tollgate::kube {
 namespace {
+
+using tollgate::tests::eventually;
 
 namespace fs = std::filesystem;
 using http = boost::beast::http::verb;
@@ -33,10 +37,6 @@ using namespace std::chrono_literals;
 
 const std::string kControlPlane = std::string(TOLLGATE_SOURCE_DIR) + "/lab/k8s/control-plane";
 
-std::string stateDir() {
-  const char* s = std::getenv("TOLLGATE_KUBE_STATE");
-  return s && *s ? s : std::string(TOLLGATE_BINARY_DIR) + "/kube-test-state";
-}
 
 bool apiserverRunning(const std::string& dir) {
   std::ifstream pid(dir + "/kube-apiserver.pid");
@@ -59,7 +59,7 @@ class KubeTest : public ::testing::Test {
   static inline std::string skip_;
 
   static void SetUpTestSuite() {
-    std::string dir = stateDir();
+    std::string dir = tests::kubeStateDir();
     if (apiserverRunning(dir)) return;
     if (!k8sBinariesBuilt()) {
       skip_ = "no k8s binaries in build/k8s: run lab/k8s/build (make test runs it through the "
@@ -71,13 +71,13 @@ class KubeTest : public ::testing::Test {
     startedHere_ = true;
   }
   static void TearDownTestSuite() {
-    if (startedHere_) std::system((kControlPlane + " stop '" + stateDir() + "'").c_str());
+    if (startedHere_) std::system((kControlPlane + " stop '" + tests::kubeStateDir() + "'").c_str());
   }
 
   void SetUp() override {
     if (!skip_.empty()) GTEST_SKIP() << skip_;
     thread_ = std::thread([this] { io_.run(); });
-    auto cfg = loadKubeconfig(stateDir() + "/admin.kubeconfig");
+    auto cfg = loadKubeconfig(tests::kubeStateDir() + "/admin.kubeconfig");
     ASSERT_TRUE(cfg) << cfg.error().message;
     adminConfig_ = *cfg;
     auto c = ApiClient::create(*cfg);
@@ -146,17 +146,6 @@ class KubeTest : public ::testing::Test {
     o.backoffMax = 1s;
     o.pageLimit = 2;  // pages even with a handful of objects
     return o;
-  }
-
-  // Waits for an event that the code under test causes; the bound only catches a hang.
-  template <typename Pred>
-  static bool eventually(Pred pred, std::chrono::seconds bound = 60s) {
-    auto deadline = std::chrono::steady_clock::now() + bound;
-    while (!pred()) {
-      if (std::chrono::steady_clock::now() > deadline) return false;
-      std::this_thread::sleep_for(20ms);
-    }
-    return true;
   }
 
   // The store a reflector last reported, key -> first host.
@@ -255,7 +244,7 @@ TEST_F(KubeTest, ApiServerRestartKeepsTheLastConfigAndResyncs) {
   ASSERT_TRUE(eventually([&] { return source.status().ready; }));
   EXPECT_EQ(names(), std::vector<std::string>{"old"});
 
-  ASSERT_EQ(std::system((kControlPlane + " stop-apiserver '" + stateDir() + "'").c_str()), 0);
+  ASSERT_EQ(std::system((kControlPlane + " stop-apiserver '" + tests::kubeStateDir() + "'").c_str()), 0);
   ASSERT_TRUE(eventually([&] {
     auto st = source.status();
     return !st.connected && st.errors >= 2;  // the broken watch, then a refused reconnect
@@ -265,7 +254,7 @@ TEST_F(KubeTest, ApiServerRestartKeepsTheLastConfigAndResyncs) {
   EXPECT_EQ(names(), std::vector<std::string>{"old"}) << "the last config stays";
   ASSERT_NE(source.current(), nullptr);
 
-  ASSERT_EQ(std::system((kControlPlane + " start '" + stateDir() + "'").c_str()), 0);
+  ASSERT_EQ(std::system((kControlPlane + " start '" + tests::kubeStateDir() + "'").c_str()), 0);
   ASSERT_EQ(call(http::delete_, sePath("old"), nullptr).status, 200u);
   createSe("new", "new.test");
   ASSERT_TRUE(eventually([&] { return names() == std::vector<std::string>{"new"}; }))
@@ -322,7 +311,7 @@ TEST_F(KubeTest, RotatedTokenFileKeepsAServiceAccountClientWorking) {
     return json::parse(r.body)["status"]["token"].get<std::string>();
   };
   std::string t1 = token("s1"), t2 = token("s2");
-  std::string tokenPath = stateDir() + "/token-" + ns_;
+  std::string tokenPath = tests::kubeStateDir() + "/token-" + ns_;
   std::ofstream(tokenPath) << t1 << "\n";
 
   ClientConfig cfg = adminConfig_;

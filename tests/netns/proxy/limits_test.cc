@@ -35,6 +35,7 @@
 #include "proxy/metrics.h"
 #include "proxy/outbound_listener.h"
 #include "proxy/resolver.h"
+#include "tests/common/eventually.h"
 
 namespace tollgate::proxy {
 namespace {
@@ -322,15 +323,9 @@ http {{
     return fds;
   }
 
-  // Waits (hang bound only) until pred() holds.
   template <typename P>
-  bool eventually(P pred) {
-    auto until = Clock::now() + kHang;
-    while (!pred()) {
-      if (Clock::now() > until) return false;
-      std::this_thread::sleep_for(20ms);
-    }
-    return true;
+  static bool eventually(P pred) {
+    return tollgate::tests::eventually(pred, kHang);
   }
 
   static size_t countFate(const std::vector<int>& fds, Fate f) {

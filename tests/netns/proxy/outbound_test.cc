@@ -28,9 +28,12 @@
 #include "proxy/metrics.h"
 #include "proxy/outbound_listener.h"
 #include "proxy/resolver.h"
+#include "tests/common/eventually.h"
 
 namespace tollgate::proxy {
 namespace {
+
+using tollgate::tests::eventually;
 
 using agent::Netns;
 
@@ -835,15 +838,6 @@ std::string withRevocation(std::string yaml, std::string_view mode) {
   return yaml;
 }
 
-// Polls `pred` until it holds; the bound only catches a hang.
-template <typename Pred>
-bool eventually(Pred pred) {
-  for (int i = 0; i < 3000; ++i) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return pred();
-}
 
 // Reads until the connection ends; the errno of a failed read (ECONNRESET for a reset), 0 for
 // EOF, -1 when it is still open after a generous wait.

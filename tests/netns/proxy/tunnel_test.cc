@@ -35,9 +35,12 @@
 #include "proxy/resolver.h"
 #include "proxy/tunnel_pool.h"
 #include "tests/netns/proxy/tunnel_gateway_fixture.h"
+#include "tests/common/eventually.h"
 
 namespace tollgate::proxy {
 namespace {
+
+using tollgate::tests::eventually;
 
 namespace fs = std::filesystem;
 using boost::system::error_code;
@@ -82,16 +85,6 @@ uint16_t unusedPort() {
   return ntohs(sin.sin_port);
 }
 
-// Waits (bounded) until `pred` holds: the event happens on the gateway's own threads.
-template <typename P>
-bool eventually(P pred, std::chrono::milliseconds limit = 30000ms) {
-  auto end = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < end) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(5ms);
-  }
-  return pred();
-}
 
 // CAs made by scripts/gen-ca, once for the suite: ours and a foreign one.
 class CaDir {
