@@ -46,8 +46,13 @@ class Relay {
     ::shutdown(listen_, SHUT_RDWR);
     if (thread_.joinable()) thread_.join();
     ::close(listen_);
-    std::lock_guard lock(mu_);
-    for (auto& t : pumps_) t.join();
+    // Joined without mu_: a pump takes it to deregister its sockets as it ends.
+    std::vector<std::thread> pumps;
+    {
+      std::lock_guard lock(mu_);
+      pumps.swap(pumps_);
+    }
+    for (auto& t : pumps) t.join();
   }
   uint16_t port() const { return port_; }
   void setOpen(bool open) {
