@@ -21,7 +21,7 @@ Result<uint32_t> parseNumber(std::string_view flag, std::string_view v, uint32_t
 std::string usage() {
   return "usage: tollgate-gateway --config-dir DIR --cert SVID.pem --key KEY.pem "
          "--trust-bundle CA.pem\n"
-         "       tollgate-gateway --config-source kubernetes [--kubeconfig PATH] --cert ... \n"
+         "       tollgate-gateway --config-source kubernetes [--kubeconfig PATH] --cert ...\n"
          "         (--config-source files|kubernetes: default files; kubernetes lists and watches\n"
          "          the API server, in-cluster unless --kubeconfig is given)\n"
          "         [--listen 0.0.0.0:15008] [--metrics-port 15020] [--health-port 15021]\n"

@@ -89,12 +89,13 @@ Status Reloader::reloadCertificates() {
 }
 
 Status Reloader::loadInitial() {
-  if (!pollsConfig()) return reloadCertificates();
-  config_ = scan(in_.options.configDir);
   certs_ = scan(in_.options.certFile);
   certs_.merge(scan(in_.options.keyFile));
   certs_.merge(scan(in_.options.trustBundleFile));
-  if (auto st = reloadConfig(); !st) return st;
+  if (pollsConfig()) {
+    config_ = scan(in_.options.configDir);
+    if (auto st = reloadConfig(); !st) return st;
+  }
   return reloadCertificates();
 }
 
