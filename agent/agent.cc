@@ -14,6 +14,7 @@
 #include "common/log.h"
 #include "identity/svid.h"
 #include "kube/client_config.h"
+#include "kube/source_metrics.h"
 #include "policy/config_loader.h"
 #include "proxy/socket_util.h"
 
@@ -134,43 +135,7 @@ Status Agent::startKubeSource() {
 }
 
 std::string Agent::kubeMetrics() const {
-  if (!kubeSource_) return "";
-  kube::KubeSourceStatus st = kubeSource_->status();
-  std::string out;
-  auto gauge = [&](std::string_view name, std::string_view type, std::string_view help, double v,
-                   const proxy::Metrics::Labels& labels = {}) {
-    out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
-    out += proxy::formatSample(name, labels, v);
-  };
-  gauge("tollgate_config_source_ready", "gauge",
-        "1 once every resource was listed and a config loaded.", st.ready ? 1 : 0);
-  gauge("tollgate_config_source_connected", "gauge",
-        "1 while every watch's last request was answered by the API server.", st.connected ? 1 : 0);
-  gauge("tollgate_config_source_relists_total", "counter", "Lists after the first (410 Gone, outages).",
-        static_cast<double>(st.relists));
-  gauge("tollgate_config_source_gone_total", "counter", "410 Gone answers (expired resourceVersion).",
-        static_cast<double>(st.gone));
-  gauge("tollgate_config_source_errors_total", "counter",
-        "Failed requests and broken watch streams (the last snapshot stays).",
-        static_cast<double>(st.errors));
-  gauge("tollgate_config_source_events_total", "counter", "Watch events applied.",
-        static_cast<double>(st.events));
-  gauge("tollgate_config_source_loads_total", "counter", "Configs built from the API and installed.",
-        static_cast<double>(st.loads));
-  gauge("tollgate_config_source_load_failures_total", "counter",
-        "Configs refused by the loader (the last good one stays).", static_cast<double>(st.loadFailures));
-  gauge("tollgate_config_source_last_sync_timestamp_seconds", "gauge",
-        "When the last config from the API was handed on.",
-        static_cast<double>(std::chrono::duration_cast<std::chrono::seconds>(
-                                st.lastSync.time_since_epoch())
-                                .count()));
-  out += "# HELP tollgate_config_source_objects Objects held per resource.\n"
-         "# TYPE tollgate_config_source_objects gauge\n";
-  for (const auto& [name, r] : st.resources) {
-    out += proxy::formatSample("tollgate_config_source_objects", {{"resource", name}},
-                               static_cast<double>(r.objects));
-  }
-  return out;
+  return kubeSource_ ? kube::renderSourceMetrics(kubeSource_->status()) : std::string();
 }
 
 void Agent::apply(const policy::Snapshot& snapshot) {

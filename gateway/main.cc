@@ -9,6 +9,7 @@
 #include "common/log.h"
 #include "gateway/gateway_metrics.h"
 #include "gateway/gateway_server.h"
+#include "gateway/kube_source.h"
 #include "gateway/options.h"
 #include "gateway/reloader.h"
 #include "proxy/access_log.h"
@@ -64,28 +65,46 @@ int run(int argc, char** argv) {
   GatewayServer server(in);
   server.setWorkers(workerPtrs);
   Reloader reloader(in, server);
+  // Files: the first config must load. Kubernetes: tunnels are refused (503 no_config) and
+  // /healthz/ready says why until the first complete list is installed.
   if (auto st = reloader.loadInitial(); !st) {
     log::error("gateway", "{}", st.error().str());
     return 1;
+  }
+  std::unique_ptr<KubeSource> kube;
+  std::string sourceName = "files " + opts->configDir;
+  if (opts->configSource == "kubernetes") {
+    auto k = KubeSource::create(in);
+    if (!k) {
+      log::error("gateway", "{}", k.error().str());
+      return 1;
+    }
+    kube = std::move(*k);
+    sourceName = kube->name();
   }
   if (auto st = server.listen(opts->listenIp, opts->listenPort); !st) {
     log::error("gateway", "{}", st.error().str());
     return 1;
   }
   reloader.start();
+  if (kube) kube->start();
 
   auto ready = [&]() -> proxy::StatusServer::Response {
     proxy::StatusServer::Response r;
     r.contentType = "text/plain";
-    bool ok = !server.draining() && state.load() != nullptr;
-    r.status = ok ? 200 : 503;
-    r.body = ok ? "ready\n" : "not ready\n";
+    std::string why = server.draining()          ? "draining"
+                      : kube                     ? kube->notReadyReason()
+                      : state.load() == nullptr  ? "no valid config loaded"
+                                                 : "";
+    r.status = why.empty() ? 200 : 503;
+    r.body = why.empty() ? "ready\n" : "not ready: " + why + "\n";
     return r;
   };
   proxy::StatusServer metricsServer(io);
   metricsServer.route("/metrics", [&] {
     proxy::StatusServer::Response r;
     r.body = metrics.render();
+    if (kube) r.body += kube->metrics();
     return r;
   });
   metricsServer.route("/healthz/ready", ready);
@@ -102,8 +121,9 @@ int run(int argc, char** argv) {
       return 1;
     }
   }
-  log::info("gateway", "listening on {}:{} (metrics :{}, health :{})", opts->listenIp,
-            server.port(), metricsServer.port(), healthServer ? healthServer->port() : 0);
+  log::info("gateway", "listening on {}:{} (metrics :{}, health :{}), config source {}",
+            opts->listenIp, server.port(), metricsServer.port(),
+            healthServer ? healthServer->port() : 0, sourceName);
 
   // SIGTERM: stop accepting, GOAWAY, let tunnels drain up to --drain-seconds, exit 0.
   proxy::asio::signal_set signals(io, SIGTERM, SIGINT);
@@ -127,6 +147,7 @@ int run(int argc, char** argv) {
     drainDeadline = std::chrono::steady_clock::now() + opts->drain;
     server.startDrain();
     reloader.stop();
+    if (kube) kube->stop();  // the last state stays installed for the draining tunnels
     log::info("gateway", "signal {}: stopped accepting, draining for up to {}s", sig,
               opts->drain.count());
     pollDrain();

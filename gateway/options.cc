@@ -21,6 +21,9 @@ Result<uint32_t> parseNumber(std::string_view flag, std::string_view v, uint32_t
 std::string usage() {
   return "usage: tollgate-gateway --config-dir DIR --cert SVID.pem --key KEY.pem "
          "--trust-bundle CA.pem\n"
+         "       tollgate-gateway --config-source kubernetes [--kubeconfig PATH] --cert ...\n"
+         "         (--config-source files|kubernetes: default files; kubernetes lists and watches\n"
+         "          the API server, in-cluster unless --kubeconfig is given)\n"
          "         [--listen 0.0.0.0:15008] [--metrics-port 15020] [--health-port 15021]\n"
          "         [--credentials-dir DIR] [--namespace NS] [--access-log PATH]\n"
          "         [--log-format text|json] [--drain-seconds N] [--threads N]\n"
@@ -42,6 +45,13 @@ Result<Options> parseOptions(const std::vector<std::string>& args) {
     }
     if (flag == kFlagConfigDir) {
       o.configDir = value;
+    } else if (flag == kFlagConfigSource) {
+      if (value != "files" && value != "kubernetes") {
+        return fail(fmt::format("{}: '{}' is not files or kubernetes", flag, value));
+      }
+      o.configSource = value;
+    } else if (flag == kFlagKubeconfig) {
+      o.kubeconfig = value;
     } else if (flag == kFlagCert) {
       o.certFile = value;
     } else if (flag == kFlagKey) {
@@ -102,7 +112,15 @@ Result<Options> parseOptions(const std::vector<std::string>& args) {
       return fail(fmt::format("unknown flag '{}'", flag));
     }
   }
-  if (o.configDir.empty()) return fail("--config-dir is required");
+  if (o.configSource == "files") {
+    if (o.configDir.empty()) return fail(fmt::format("{} is required", kFlagConfigDir));
+    if (!o.kubeconfig.empty()) {
+      return fail(fmt::format("{} needs {} kubernetes", kFlagKubeconfig, kFlagConfigSource));
+    }
+  } else if (!o.configDir.empty()) {
+    return fail(
+        fmt::format("{} and {} kubernetes are exclusive", kFlagConfigDir, kFlagConfigSource));
+  }
   if (o.certFile.empty() || o.keyFile.empty()) return fail("--cert and --key are required");
   if (o.trustBundleFile.empty()) return fail("--trust-bundle is required");
   return o;

@@ -13,6 +13,8 @@ namespace tollgate::gateway {
 
 // Flag names, parsed in one place.
 inline constexpr std::string_view kFlagConfigDir = "--config-dir";
+inline constexpr std::string_view kFlagConfigSource = "--config-source";
+inline constexpr std::string_view kFlagKubeconfig = "--kubeconfig";
 inline constexpr std::string_view kFlagCert = "--cert";
 inline constexpr std::string_view kFlagKey = "--key";
 inline constexpr std::string_view kFlagTrustBundle = "--trust-bundle";
@@ -30,7 +32,11 @@ inline constexpr std::string_view kFlagH2IdleSeconds = "--h2-idle-seconds";
 inline constexpr std::string_view kFlagH2WriteStallSeconds = "--h2-write-stall-seconds";
 
 struct Options {
-  std::string configDir;
+  // "files": YAML under configDir, polled. "kubernetes": list+watch of the API server
+  // (kube/kube_config_source.h) through kubeconfig, or in-cluster when it is empty.
+  std::string configSource = "files";
+  std::string configDir;  // files: required
+  std::string kubeconfig;
   std::string certFile;  // the gateway's own SVID chain (PEM)
   std::string keyFile;
   std::string trustBundleFile;  // CAs that issue workload SVIDs

@@ -45,6 +45,17 @@ Reloader::Fingerprint Reloader::scan(const std::string& path) {
   return fp;
 }
 
+Result<GatewayStatePtr> compileGatewayState(policy::Config config, const std::string& from,
+                                            const std::string& ns, const policy::Labels& labels) {
+  // NetworkPolicy is the node proxy's to enforce: it knows the pod's labels and address, the
+  // gateway only the workload identity. Evaluated here with neither, a policy selecting every
+  // pod of a namespace would refuse flows the node correctly allowed.
+  config.networkPolicies.clear();
+  auto snap = policy::Snapshot::compile(std::move(config));
+  if (!snap) return std::unexpected(snap.error().wrap("config " + from));
+  return makeGatewayState(std::move(*snap), ns, labels);
+}
+
 Result<GatewayStatePtr> loadGatewayState(const std::string& dir, const std::string& ns,
                                          const policy::Labels& labels) {
   auto loaded = policy::ConfigLoader::loadPath(dir);
@@ -54,20 +65,18 @@ Result<GatewayStatePtr> loadGatewayState(const std::string& dir, const std::stri
     return fail(msg);
   }
   for (const auto& w : loaded->warnings) log::warn(kLog, "config: {}", w.str());
-  // NetworkPolicy is the node proxy's to enforce: it knows the pod's labels and address, the
-  // gateway only the workload identity. Evaluated here with neither, a policy selecting every
-  // pod of a namespace would refuse flows the node correctly allowed.
-  loaded->config.networkPolicies.clear();
-  auto snap = policy::Snapshot::compile(std::move(loaded->config));
-  if (!snap) return std::unexpected(snap.error().wrap("config " + dir));
-  return makeGatewayState(std::move(*snap), ns, labels);
+  return compileGatewayState(std::move(loaded->config), dir, ns, labels);
+}
+
+void installGatewayState(GatewayInputs& in, GatewayStatePtr state) {
+  in.resolver.setUpstreams(state->snapshot->mesh().dnsUpstreams);
+  in.state.store(std::move(state));
 }
 
 Status Reloader::reloadConfig() {
   auto st = loadGatewayState(in_.options.configDir, in_.options.ns, in_.labels);
   if (!st) return std::unexpected(st.error());
-  in_.resolver.setUpstreams((*st)->snapshot->mesh().dnsUpstreams);
-  in_.state.store(std::move(*st));
+  installGatewayState(in_, std::move(*st));
   return {};
 }
 
@@ -80,11 +89,13 @@ Status Reloader::reloadCertificates() {
 }
 
 Status Reloader::loadInitial() {
-  config_ = scan(in_.options.configDir);
   certs_ = scan(in_.options.certFile);
   certs_.merge(scan(in_.options.keyFile));
   certs_.merge(scan(in_.options.trustBundleFile));
-  if (auto st = reloadConfig(); !st) return st;
+  if (pollsConfig()) {
+    config_ = scan(in_.options.configDir);
+    if (auto st = reloadConfig(); !st) return st;
+  }
   return reloadCertificates();
 }
 
@@ -108,8 +119,9 @@ void Reloader::schedule() {
 }
 
 void Reloader::pollOnce() {
-  auto config = scan(in_.options.configDir);
-  if (config != config_) {
+  if (!pollsConfig()) {
+    // The kubernetes source installs configs itself (gateway/kube_source.h).
+  } else if (auto config = scan(in_.options.configDir); config != config_) {
     config_ = std::move(config);
     if (auto st = reloadConfig(); st) {
       in_.metrics.reloadsOk++;

@@ -14,7 +14,8 @@ class GatewayServer;
 
 // Keeps the gateway's config and certificates current: every second it fingerprints the config
 // tree and the certificate files (path -> mtime, size) and rebuilds what changed. A bad config
-// or an unloadable certificate keeps the previous one (and is counted and logged).
+// or an unloadable certificate keeps the previous one (and is counted and logged). With
+// --config-source kubernetes it polls the certificates only (KubeSource installs the config).
 class Reloader {
  public:
   using Fingerprint = std::map<std::string, std::pair<int64_t, int64_t>>;
@@ -32,6 +33,7 @@ class Reloader {
   static Fingerprint scan(const std::string& path);
 
  private:
+  bool pollsConfig() const { return in_.options.configSource == "files"; }
   Status reloadConfig();
   Status reloadCertificates();
   void schedule();
@@ -44,9 +46,15 @@ class Reloader {
   bool stopped_ = false;
 };
 
-// Loads and compiles a config directory into gateway state. NetworkPolicies are dropped: the
-// gateway re-checks the registry and AuthorizationPolicy, the node proxy NetworkPolicy.
+// Compiles a loaded config (either source) into gateway state. NetworkPolicies are dropped: the
+// gateway re-checks the registry and AuthorizationPolicy, the node proxy NetworkPolicy. `from`
+// names the source in errors.
+Result<GatewayStatePtr> compileGatewayState(policy::Config config, const std::string& from,
+                                            const std::string& ns, const policy::Labels& labels);
+// Loads and compiles a config directory into gateway state.
 Result<GatewayStatePtr> loadGatewayState(const std::string& dir, const std::string& ns,
                                          const policy::Labels& labels);
+// The swap both sources share: the state's DNS upstreams, then the state itself. Any thread.
+void installGatewayState(GatewayInputs& in, GatewayStatePtr state);
 
 }  // namespace tollgate::gateway

@@ -126,11 +126,9 @@ std::vector<ResourceType> KubeConfigSource::agentResources(const std::string& no
           networkPolicies()};
 }
 
-std::vector<ResourceType> KubeConfigSource::gatewayResources(const std::string& podLabelSelector) {
-  std::vector<ResourceType> r{tollgateConfigs(), serviceEntries(), destinationRules(),
-                              authorizationPolicies()};
-  if (!podLabelSelector.empty()) r.push_back(pods("", podLabelSelector));
-  return r;
+std::vector<ResourceType> KubeConfigSource::gatewayResources() {
+  return {tollgateConfigs(), serviceEntries(), destinationRules(), sidecars(),
+          authorizationPolicies()};
 }
 
 KubeConfigSource::Documents KubeConfigSource::render(

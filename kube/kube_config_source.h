@@ -56,9 +56,11 @@ class KubeConfigSource {
   // What the agent reads: its node's Pods, Namespaces, ServiceEntry, DestinationRule, Sidecar,
   // NetworkPolicy, TollgateConfig.
   static std::vector<ResourceType> agentResources(const std::string& nodeName);
-  // What the gateway reads: ServiceEntry, DestinationRule, AuthorizationPolicy, TollgateConfig,
-  // and its own Pods (`podLabelSelector`, may be empty for none).
-  static std::vector<ResourceType> gatewayResources(const std::string& podLabelSelector);
+  // What the gateway reads: TollgateConfig (trust domain, DNS, cluster CIDRs), ServiceEntry,
+  // DestinationRule, Sidecar (its registry re-check applies a namespace's outbound mode and egress
+  // hosts, as the node did) and AuthorizationPolicy. No Pods or Namespaces: its own labels come
+  // from --label, and NetworkPolicy, the only reader of namespace labels, is the node's to enforce.
+  static std::vector<ResourceType> gatewayResources();
 
   // The documents of the stores, one JSON object per line between `---`, and for each document
   // its "Kind/ns/name" (index = line / 2). Pure; public for tests.

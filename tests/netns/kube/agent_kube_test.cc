@@ -31,6 +31,7 @@
 #include "tests/netns/agent/agent_fixture.h"
 #include "tests/common/eventually.h"
 #include "tests/netns/kube/kube_fixture.h"
+#include "tests/netns/kube/relay.h"
 
 namespace tollgate::agent {
 namespace {
@@ -43,113 +44,6 @@ using nlohmann::json;
 using namespace std::chrono_literals;
 
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-// A TCP relay: listens on 127.0.0.1 in the netns of the thread that constructs it and carries
-// each connection to 127.0.0.1:<target> in the netns of `targetNs` (-1: the process's own, as
-// of construction time). While closed, it cuts every connection and refuses new ones.
-class Relay {
- public:
-  Relay(uint16_t target, int hostNs) : target_(target), hostNs_(hostNs) {
-    listen_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in sin{};
-    sin.sin_family = AF_INET;
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof sin;
-    if (::bind(listen_, reinterpret_cast<sockaddr*>(&sin), sizeof sin) != 0 ||
-        ::listen(listen_, 64) != 0 ||
-        ::getsockname(listen_, reinterpret_cast<sockaddr*>(&sin), &len) != 0) {
-      ADD_FAILURE() << "relay listen: " << std::strerror(errno);
-      return;
-    }
-    port_ = ntohs(sin.sin_port);
-    thread_ = std::thread([this] { acceptLoop(); });
-  }
-  ~Relay() {
-    stop_ = true;
-    setOpen(false);
-    ::shutdown(listen_, SHUT_RDWR);
-    if (thread_.joinable()) thread_.join();
-    ::close(listen_);
-    std::lock_guard lock(mu_);
-    for (auto& t : pumps_) t.join();
-  }
-  uint16_t port() const { return port_; }
-  void setOpen(bool open) {
-    open_ = open;
-    if (open) return;
-    std::lock_guard lock(mu_);
-    for (int fd : live_) ::shutdown(fd, SHUT_RDWR);
-  }
-
- private:
-  void acceptLoop() {
-    while (!stop_) {
-      int c = ::accept4(listen_, nullptr, nullptr, SOCK_CLOEXEC);
-      if (c < 0) {
-        if (errno == EINTR) continue;
-        return;
-      }
-      if (!open_) {
-        ::close(c);
-        continue;
-      }
-      int up = -1;
-      std::thread([&] {  // the upstream socket is created in the API server's netns
-        if (::setns(hostNs_, CLONE_NEWNET) != 0) return;
-        up = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-      }).join();
-      sockaddr_in sin{};
-      sin.sin_family = AF_INET;
-      sin.sin_port = htons(target_);
-      sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-      if (up < 0 || ::connect(up, reinterpret_cast<sockaddr*>(&sin), sizeof sin) != 0) {
-        if (up >= 0) ::close(up);
-        ::close(c);
-        continue;
-      }
-      std::lock_guard lock(mu_);
-      live_.push_back(c);
-      live_.push_back(up);
-      pumps_.emplace_back([this, c, up] { pump(c, up); });
-    }
-  }
-  void pump(int a, int b) {
-    pollfd p[2] = {{a, POLLIN, 0}, {b, POLLIN, 0}};
-    char buf[16384];
-    while (!stop_ && open_) {
-      if (::poll(p, 2, 200) < 0) break;
-      bool done = false;
-      for (int i = 0; i < 2 && !done; ++i) {
-        if (!(p[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
-        ssize_t n = ::recv(p[i].fd, buf, sizeof buf, 0);
-        if (n <= 0 || ::send(p[1 - i].fd, buf, static_cast<size_t>(n), MSG_NOSIGNAL) != n) done = true;
-      }
-      if (done) break;
-    }
-    std::lock_guard lock(mu_);
-    std::erase(live_, a);
-    std::erase(live_, b);
-    ::close(a);
-    ::close(b);
-  }
-
-  uint16_t target_;
-  int hostNs_;
-  int listen_ = -1;
-  uint16_t port_ = 0;
-  std::atomic<bool> open_{false}, stop_{false};
-  std::thread thread_;
-  std::mutex mu_;
-  std::vector<int> live_;
-  std::vector<std::thread> pumps_;
-};
-
 class AgentKubeTest : public testing::AgentNetnsTest {
  protected:
   AgentKubeTest() : AgentNetnsTest("k") {}
@@ -160,19 +54,12 @@ class AgentKubeTest : public testing::AgentNetnsTest {
     if (!fs::exists(tests::kubeStateDir() + "/admin.kubeconfig")) {
       GTEST_SKIP() << "no control plane: run through ctest (fixture kube_control_plane)";
     }
-    std::smatch m;
-    std::string env = slurp(tests::kubeStateDir() + "/env");
-    ASSERT_TRUE(std::regex_search(env, m, std::regex("KUBE_APISERVER=https://127\\.0\\.0\\.1:(\\d+)")))
-        << env;
-    apiPort_ = static_cast<uint16_t>(std::stoi(m[1]));
+    apiPort_ = tests::apiServerPort();
+    ASSERT_NE(apiPort_, 0) << "no KUBE_APISERVER in " << tests::kubeStateDir() << "/env";
     hostNs_ = ::open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
-    inNode([&] { relay_ = std::make_unique<Relay>(apiPort_, hostNs_); });
-    // The agent's kubeconfig: the admin's, through the relay (the serving certificate names
-    // 127.0.0.1, so the agent still verifies it).
-    std::string kc = std::regex_replace(slurp(tests::kubeStateDir() + "/admin.kubeconfig"),
-                                        std::regex("https://127\\.0\\.0\\.1:\\d+"),
-                                        fmt::format("https://127.0.0.1:{}", relay_->port()));
-    std::ofstream(dir_ / "kubeconfig") << kc;
+    inNode([&] { relay_ = std::make_unique<kube::testing::Relay>(apiPort_, hostNs_); });
+    // The agent's kubeconfig: the admin's, through the relay.
+    std::ofstream(dir_ / "kubeconfig") << tests::adminKubeconfigVia(relay_->port());
 
     thread_ = std::thread([this] { io_.run(); });
     auto cfg = kube::loadKubeconfig(tests::kubeStateDir() + "/admin.kubeconfig");
@@ -276,7 +163,7 @@ class AgentKubeTest : public testing::AgentNetnsTest {
 
   uint16_t apiPort_ = 0;
   int hostNs_ = -1;
-  std::unique_ptr<Relay> relay_;
+  std::unique_ptr<kube::testing::Relay> relay_;
   boost::asio::io_context io_;
   boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_{io_.get_executor()};
   std::thread thread_;

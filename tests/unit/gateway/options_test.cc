@@ -90,5 +90,41 @@ TEST(GatewayOptions, Errors) {
   }
 }
 
+TEST(GatewayOptions, ConfigSource) {
+  const std::vector<std::string> creds = {"gw", "--cert", "c", "--key", "k", "--trust-bundle", "t"};
+  auto with = [&](std::vector<std::string> extra) {
+    auto args = creds;
+    args.insert(args.end(), extra.begin(), extra.end());
+    return parseOptions(args);
+  };
+  auto files = with({"--config-dir", "/c"});
+  ASSERT_TRUE(files) << files.error().str();
+  EXPECT_EQ(files->configSource, "files");
+
+  auto inCluster = with({"--config-source", "kubernetes"});
+  ASSERT_TRUE(inCluster) << inCluster.error().str();
+  EXPECT_EQ(inCluster->configSource, "kubernetes");
+  EXPECT_TRUE(inCluster->kubeconfig.empty());
+  EXPECT_TRUE(inCluster->configDir.empty());
+  auto kc = with({"--config-source=kubernetes", "--kubeconfig", "/k/config"});
+  ASSERT_TRUE(kc) << kc.error().str();
+  EXPECT_EQ(kc->kubeconfig, "/k/config");
+
+  auto bad = with({"--config-source", "etcd"});
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().str(), "--config-source: 'etcd' is not files or kubernetes");
+  auto both = with({"--config-source", "kubernetes", "--config-dir", "/c"});
+  ASSERT_FALSE(both);
+  EXPECT_EQ(both.error().str(), "--config-dir and --config-source kubernetes are exclusive");
+  auto stray = with({"--config-dir", "/c", "--kubeconfig", "/k"});
+  ASSERT_FALSE(stray);
+  EXPECT_EQ(stray.error().str(), "--kubeconfig needs --config-source kubernetes");
+  auto none = with({});
+  ASSERT_FALSE(none);
+  EXPECT_EQ(none.error().str(), "--config-dir is required");
+  // The credentials are still required with the kubernetes source.
+  EXPECT_FALSE(parseOptions({"gw", "--config-source", "kubernetes", "--cert", "c", "--key", "k"}));
+}
+
 }  // namespace
 }  // namespace tollgate::gateway

@@ -94,9 +94,16 @@ TEST(KubeConfigSourceTest, AgentAndGatewayResources) {
   EXPECT_EQ(agent[2].fieldSelector, "spec.nodeName=node-1");
   EXPECT_EQ(agent[2].collectionPath(), "/api/v1/pods");
   EXPECT_EQ(agent[3].collectionPath(), "/apis/networking.istio.io/v1/serviceentries");
-  auto gw = KubeConfigSource::gatewayResources("app=tollgate-gateway");
-  EXPECT_EQ(gw.back().labelSelector, "app=tollgate-gateway");
-  EXPECT_EQ(gw[3].kind, "AuthorizationPolicy");
+  names.clear();
+  for (const auto& r : KubeConfigSource::gatewayResources()) {
+    names.push_back(r.name());
+    EXPECT_TRUE(r.labelSelector.empty() && r.fieldSelector.empty()) << r.name();
+  }
+  EXPECT_EQ(names, (std::vector<std::string>{"tollgateconfigs.tollgate.io",
+                                             "serviceentries.networking.istio.io",
+                                             "destinationrules.networking.istio.io",
+                                             "sidecars.networking.istio.io",
+                                             "authorizationpolicies.security.istio.io"}));
   EXPECT_EQ(urlEncode("spec.nodeName=node 1,a/b"), "spec.nodeName%3Dnode%201%2Ca%2Fb");
 }
 

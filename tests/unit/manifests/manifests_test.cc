@@ -17,6 +17,7 @@
 
 #include "agent/options.h"
 #include "gateway/options.h"
+#include "kube/kube_config_source.h"
 #include "policy/config_loader.h"
 
 namespace tollgate {
@@ -174,6 +175,15 @@ TEST_P(ManifestsTest, TheGatewayDeploymentParsesAndRunsAsAnOrdinaryPod) {
   }
   auto parsed = gateway::parseOptions(a);
   ASSERT_TRUE(parsed) << parsed.error().str();
+  // Its config from the API server, in-cluster (its ServiceAccount's token), no config volume.
+  EXPECT_EQ(parsed->configSource, "kubernetes");
+  EXPECT_TRUE(parsed->kubeconfig.empty());
+  EXPECT_TRUE(parsed->configDir.empty());
+  EXPECT_TRUE(dep["spec"]["template"]["spec"]["automountServiceAccountToken"].as<bool>(true));
+  EXPECT_EQ(dep["spec"]["template"]["spec"]["serviceAccountName"].as<std::string>(), "tollgate-gateway");
+  for (const auto& v : dep["spec"]["template"]["spec"]["volumes"]) {
+    EXPECT_FALSE(v["configMap"]) << v["name"].as<std::string>();
+  }
   auto sc = gw["securityContext"];
   EXPECT_TRUE(sc["runAsNonRoot"].as<bool>());
   EXPECT_FALSE(sc["allowPrivilegeEscalation"].as<bool>());
@@ -199,6 +209,33 @@ TEST_P(ManifestsTest, RolesGrantOnlyReadsOfWhatTheBinariesRead) {
           EXPECT_NE(r, "*") << name;
         }
       }
+    }
+  }
+}
+
+// The gateway's ClusterRole is exactly list+watch of what its kubernetes source lists, and it has
+// no other role.
+TEST_P(ManifestsTest, TheGatewayRoleGrantsExactlyWhatItsSourceWatches) {
+  auto role = one("ClusterRole", "tollgate-gateway");
+  ASSERT_TRUE(role);
+  std::set<std::string> granted, wanted;
+  for (const auto& rule : role["rules"]) {
+    for (const auto& g : rule["apiGroups"]) {
+      for (const auto& r : rule["resources"]) {
+        for (const auto& v : rule["verbs"]) {
+          granted.insert(g.as<std::string>() + "/" + r.as<std::string>() + ":" + v.as<std::string>());
+        }
+      }
+    }
+  }
+  for (const auto& r : kube::KubeConfigSource::gatewayResources()) {
+    for (const char* v : {"list", "watch"}) wanted.insert(r.group + "/" + r.plural + ":" + v);
+  }
+  EXPECT_EQ(granted, wanted);
+  for (const char* kind : {"Role", "RoleBinding"}) {
+    for (const auto& o : all(kind)) {
+      const std::string name = o["metadata"]["name"].as<std::string>();
+      EXPECT_EQ(name.find("tollgate-gateway"), std::string::npos) << kind << " " << name;
     }
   }
 }
