@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include "proxy/relay_buffer.h"
+
 namespace tollgate::proxy {
 
 std::string escapeLabelValue(std::string_view v) {
@@ -130,6 +132,9 @@ std::string Metrics::render() const {
     }
   }
   gauge("tollgate_connections_active", "Connections currently open.", active.load());
+  gauge("tollgate_relay_buffers_held",
+        "16 KiB relay buffers leased by sessions now (only while bytes are in flight).",
+        static_cast<int64_t>(RelayBuffer::held()));
   counter("tollgate_bytes_up_total", "Bytes relayed from pods to upstreams.", bytesUp.load());
   counter("tollgate_bytes_down_total", "Bytes relayed from upstreams to pods.", bytesDown.load());
   counter("tollgate_sniff_timeouts_total", "Connections whose first bytes did not arrive in time.",

@@ -14,6 +14,7 @@
 #include "proxy/http1_sniffer.h"
 #include "proxy/metrics.h"
 #include "proxy/outbound_listener.h"
+#include "proxy/relay_buffer.h"
 #include "proxy/resolver.h"
 #include "proxy/sniff.h"
 #include "proxy/tls_client_hello.h"
@@ -26,7 +27,6 @@ using boost::system::error_code;
 using Clock = std::chrono::steady_clock;
 
 constexpr std::string_view kLog = "proxy";
-constexpr size_t kRelayChunk = 16 * 1024;
 constexpr size_t kSpliceChunk = 64 * 1024;
 constexpr auto kDrainAfterDeny = std::chrono::milliseconds(1000);
 
@@ -76,6 +76,49 @@ struct Pipe {
   }
   bool ok() const { return fds[0] >= 0; }
 };
+
+// What `s` has now, without waiting: would_block when nothing, eof at the peer's FIN.
+size_t readNow(asio::ip::tcp::socket& s, asio::mutable_buffer b, error_code& ec) {
+  if (!s.is_open()) {
+    ec = asio::error::bad_descriptor;
+    return 0;
+  }
+  for (;;) {
+    ssize_t n = ::recv(s.native_handle(), b.data(), b.size(), MSG_DONTWAIT);
+    if (n > 0) {
+      ec = {};
+      return static_cast<size_t>(n);
+    }
+    if (n == 0) {
+      ec = asio::error::eof;
+      return 0;
+    }
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      ec = asio::error::would_block;
+    } else {
+      ec = error_code(errno, asio::error::get_system_category());
+    }
+    return 0;
+  }
+}
+
+// The next bytes of `s` into `buf`. While bytes keep coming the buffer leased for the previous
+// read is reused; once the socket is drained it is given back and the wait for readability holds
+// none, so an idle direction holds no buffer (issue 15). Errors as async_read_some's.
+awaitable<size_t> readLeased(asio::ip::tcp::socket& s, std::optional<RelayBuffer>& buf,
+                             error_code& ec) {
+  for (;;) {
+    if (buf) {
+      size_t n = readNow(s, buf->buffer(), ec);
+      if (ec != asio::error::would_block) co_return n;
+      buf.reset();
+    }
+    co_await s.async_wait(asio::socket_base::wait_read, asio::redirect_error(use_awaitable, ec));
+    if (ec) co_return 0;
+    buf.emplace();
+  }
+}
 
 }  // namespace
 
@@ -674,13 +717,12 @@ void Session::resetUpstream() {
 awaitable<void> Session::pumpTunnel(bool up) {
   auto& in = listener_->inputs();
   auto t = tunnel_;
-  std::vector<char> buf(kRelayChunk);
+  std::optional<RelayBuffer> buf;
   for (;;) {
     error_code ec;
     size_t n = 0;
     if (up) {
-      n = co_await client_.async_read_some(asio::buffer(buf),
-                                           asio::redirect_error(use_awaitable, ec));
+      n = co_await readLeased(client_, buf, ec);
       if (ec) {
         if (ec == asio::error::eof) {
           t->shutdownWrite();  // app half-close -> END_STREAM
@@ -690,9 +732,15 @@ awaitable<void> Session::pumpTunnel(bool up) {
         co_return;
       }
       lastActivity_ = Clock::now();
-      co_await t->write(asio::buffer(buf.data(), n), ec);
+      co_await t->write(asio::buffer(buf->data(), n), ec);
     } else {
-      n = co_await t->read(asio::buffer(buf), ec);
+      // No buffer while the stream is idle: lease one once a read will not wait.
+      buf.reset();
+      co_await t->waitReadable(ec);
+      if (!ec) {
+        buf.emplace();
+        n = co_await t->read(buf->buffer(), ec);
+      }
       if (ec) {
         if (ec == asio::error::eof) {
           // END_STREAM from the gateway -> FIN to the app; the other direction keeps flowing.
@@ -703,7 +751,7 @@ awaitable<void> Session::pumpTunnel(bool up) {
         co_return;
       }
       lastActivity_ = Clock::now();
-      co_await asio::async_write(client_, asio::buffer(buf.data(), n),
+      co_await asio::async_write(client_, asio::buffer(buf->data(), n),
                                  asio::redirect_error(use_awaitable, ec));
     }
     if (ec) {
@@ -747,6 +795,7 @@ awaitable<void> Session::relay() {
     }
     record_.bytesUp += buffered_.size();
     in.metrics.bytesUp += buffered_.size();
+    std::string().swap(buffered_);  // not held for the rest of the connection
     if (viaTunnel) {
       asio::co_spawn(ex, [self]() { return self->pumpTunnel(true); }, onDone);
     } else if (spliceOk) {
@@ -798,7 +847,7 @@ awaitable<bool> Session::upgradeHandshake() {
 
   constexpr size_t kMaxStatusLine = 8 * 1024;
   std::string resp;
-  std::vector<char> buf(kRelayChunk);
+  RelayBuffer buf;  // only while the handshake waits for the answer
   size_t lineEnd = std::string::npos;
   while ((lineEnd = resp.find('\n')) == std::string::npos) {
     if (resp.size() >= kMaxStatusLine) {
@@ -807,9 +856,9 @@ awaitable<bool> Session::upgradeHandshake() {
     }
     size_t n = 0;
     if (tunnel_) {
-      n = co_await tunnel_->read(asio::buffer(buf), ec);
+      n = co_await tunnel_->read(buf.buffer(), ec);
     } else {
-      n = co_await upstream_.async_read_some(asio::buffer(buf),
+      n = co_await upstream_.async_read_some(buf.buffer(),
                                              asio::redirect_error(use_awaitable, ec));
     }
     if (ec) {
@@ -871,10 +920,10 @@ awaitable<void> Session::pumpCopy(bool up) {
   auto& in = listener_->inputs();
   auto& from = up ? client_ : upstream_;
   auto& to = up ? upstream_ : client_;
-  std::vector<char> buf(kRelayChunk);
+  std::optional<RelayBuffer> buf;
   for (;;) {
     error_code ec;
-    size_t n = co_await from.async_read_some(asio::buffer(buf), asio::redirect_error(use_awaitable, ec));
+    size_t n = co_await readLeased(from, buf, ec);
     if (ec) {
       if (ec == asio::error::eof) {
         // Half-close: pass the FIN on, keep the other direction flowing.
@@ -885,7 +934,7 @@ awaitable<void> Session::pumpCopy(bool up) {
       co_return;
     }
     lastActivity_ = Clock::now();
-    co_await asio::async_write(to, asio::buffer(buf.data(), n), asio::redirect_error(use_awaitable, ec));
+    co_await asio::async_write(to, asio::buffer(buf->data(), n), asio::redirect_error(use_awaitable, ec));
     if (ec) {
       if (!closing_) closeBoth(true);
       co_return;
@@ -949,8 +998,10 @@ awaitable<void> Session::pumpSplice(bool up) {
 awaitable<void> Session::pumpHttpRequests() {
   auto& in = listener_->inputs();
   HttpRequestStream stream(in.options.sniffMaxBytes);
-  std::string chunk = std::move(buffered_);
-  std::vector<char> buf(kRelayChunk);
+  // The sniffed bytes first, then each read's bytes straight from its relay buffer.
+  std::string first = std::move(buffered_);
+  std::string_view chunk = first;
+  std::optional<RelayBuffer> buf;
   error_code ec;
   for (;;) {
     if (!chunk.empty()) {
@@ -1018,7 +1069,8 @@ awaitable<void> Session::pumpHttpRequests() {
         co_return;
       }
     }
-    size_t n = co_await client_.async_read_some(asio::buffer(buf), asio::redirect_error(use_awaitable, ec));
+    if (!first.empty()) std::string().swap(first);
+    size_t n = co_await readLeased(client_, buf, ec);
     if (ec) {
       if (ec == asio::error::eof) {
         shutdownUpstreamSend();
@@ -1028,7 +1080,7 @@ awaitable<void> Session::pumpHttpRequests() {
       co_return;
     }
     lastActivity_ = Clock::now();
-    chunk.assign(buf.data(), n);
+    chunk = std::string_view(buf->data(), n);
   }
 }
 

@@ -131,6 +131,10 @@ awaitable<size_t> TunnelStream::read(asio::mutable_buffer buf, error_code& ec) {
   co_return n;
 }
 
+awaitable<void> TunnelStream::waitReadable(error_code& ec) {
+  co_await read(asio::mutable_buffer(), ec);
+}
+
 awaitable<void> TunnelStream::write(asio::const_buffer data, error_code& ec) {
   auto conn = conn_;
   auto op = conn->doWrite(shared_from_this(), data, ec);
@@ -583,6 +587,7 @@ awaitable<size_t> TunnelConnection::doRead(std::shared_ptr<TunnelStream> s,
   for (;;) {
     size_t avail = s->recv_.size() - s->recvOff_;
     if (avail > 0) {
+      if (buf.size() == 0) co_return 0;  // waitReadable()
       size_t n = std::min(avail, buf.size());
       std::memcpy(buf.data(), s->recv_.data() + s->recvOff_, n);
       s->recvOff_ += n;
@@ -601,6 +606,9 @@ awaitable<size_t> TunnelConnection::doRead(std::shared_ptr<TunnelStream> s,
       ec = asio::error::connection_reset;
       co_return 0;
     }
+    // Nothing to hand out: the stream is idle, so it gives its receive buffer back.
+    std::string().swap(s->recv_);
+    s->recvOff_ = 0;
     s->readSignal_.expires_at(Clock::time_point::max());
     error_code ignored;
     co_await s->readSignal_.async_wait(asio::redirect_error(use_awaitable, ignored));
@@ -776,7 +784,7 @@ ssize_t TunnelConnection::readSend(nghttp2_session*, int32_t, uint8_t* buf, size
   std::memcpy(buf, s->send_.data() + s->sendOff_, n);
   s->sendOff_ += n;
   if (s->sendOff_ == s->send_.size()) {
-    s->send_.clear();
+    std::string().swap(s->send_);  // an idle stream holds no send buffer
     s->sendOff_ = 0;
     if (s->endRequested_) *flags |= NGHTTP2_DATA_FLAG_EOF;
   }

@@ -82,6 +82,10 @@ class TunnelStream : public std::enable_shared_from_this<TunnelStream> {
   // when the gateway reset the stream or the connection died. Bytes of a read are acknowledged
   // (WINDOW_UPDATE) when the next read is asked for, i.e. once the app socket took them.
   awaitable<size_t> read(asio::mutable_buffer buf, boost::system::error_code& ec);
+  // Waits until a read would not wait (bytes, END_STREAM or a reset), consuming nothing, so the
+  // caller needs no buffer while the stream is idle. Acknowledges the previous read as read
+  // does; ec as the read that follows would give it (eof, connection_reset), else clear.
+  awaitable<void> waitReadable(boost::system::error_code& ec);
   // Queues all of `data`, waiting while the bounded send buffer is full.
   awaitable<void> write(asio::const_buffer data, boost::system::error_code& ec);
   // END_STREAM once everything queued is sent (app half-close).
@@ -106,13 +110,13 @@ class TunnelStream : public std::enable_shared_from_this<TunnelStream> {
   int status_ = 0;
   std::string denied_;
   bool headersDone_ = false;
-  std::string recv_;
+  std::string recv_;  // released when drained and the reader waits: idle streams hold none
   size_t recvOff_ = 0;
   size_t unconsumed_ = 0;  // bytes handed to the session, not yet acknowledged
   bool remoteEnded_ = false;
   bool closed_ = false;
   uint32_t closeCode_ = 0;
-  std::string send_;
+  std::string send_;  // released once sent
   size_t sendOff_ = 0;
   bool endRequested_ = false;
   bool deferred_ = false;

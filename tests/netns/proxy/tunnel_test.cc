@@ -32,6 +32,7 @@
 #include "proxy/access_log.h"
 #include "proxy/metrics.h"
 #include "proxy/outbound_listener.h"
+#include "proxy/relay_buffer.h"
 #include "proxy/resolver.h"
 #include "proxy/tunnel_pool.h"
 #include "tests/netns/proxy/tunnel_gateway_fixture.h"
@@ -757,6 +758,30 @@ TEST_F(SessionTunnelTest, HttpFlowGoesThroughTheTunnelByName) {
     return accessLogText().find(fmt::format("gateway egress(127.0.0.1:{})", gw.port())) !=
            std::string::npos;
   })) << accessLogText();
+}
+
+// Issue 15: kept-alive flows through the tunnel hold no relay buffer while idle (neither the
+// request pump nor the stream's reader).
+TEST_F(SessionTunnelTest, IdleTunnelledFlowsHoldNoRelayBuffer) {
+  TestGateway gw(*ca_, {});
+  ASSERT_TRUE(gw.ok());
+  startProxy(gw.port());
+  std::vector<int> conns;
+  for (int i = 0; i < 4; ++i) {
+    int c = appConnect(80);
+    ASSERT_GE(c, 0);
+    std::string req = fmt::format("GET /{} HTTP/1.1\r\nHost: allowed.test\r\n\r\n", i);
+    sendAll(c, req);
+    EXPECT_EQ(readUntil(c, "\r\n\r\n"), req);  // echoed through the tunnel
+    conns.push_back(c);
+  }
+  EXPECT_TRUE(eventually([] { return RelayBuffer::held() == 0; }, 5000ms))
+      << RelayBuffer::held() << " relay buffers held by 4 idle tunnelled flows";
+  // Still working after idling without buffers.
+  std::string again = "GET /again HTTP/1.1\r\nHost: allowed.test\r\n\r\n";
+  sendAll(conns[0], again);
+  EXPECT_EQ(readUntil(conns[0], "\r\n\r\n"), again);
+  for (int c : conns) ::close(c);
 }
 
 TEST_F(SessionTunnelTest, KeepAliveHostSwitchOnATunnelGets403) {
