@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Removing httpbin.test's ServiceEntry from the config dir denies it once the agent reloads;
+# Removing httpbin.test's ServiceEntry from the config (the file, or the API object with
+# --config-source kubernetes) denies it once the agent reloads;
 # restoring it allows it again (the scenario restores it in any case).
 source "$(dirname "$0")/lib.sh"
 require_protected client
@@ -7,7 +8,7 @@ expected "httpbin 200; remove ServiceEntry httpbin -> 403 after the reload; rest
 
 se=$LAB_CONFIG/20-serviceentry-httpbin.yaml
 parked=$LAB_STATE/parked-serviceentry-httpbin.yaml
-restore() { [[ -f $parked ]] && mv -f "$parked" "$se"; }
+restore() { lab_config_unpark "$parked" "$se"; }
 trap restore EXIT
 [[ -f $se ]] || {
   echo "observed: $se missing"
@@ -21,8 +22,8 @@ pod_curl client -- --resolve "httpbin.test:80:$httpbin" http://httpbin.test/head
 observe "before: $CURL_CODE"
 [[ $CURL_CODE == 200 ]] || fail "precondition: httpbin not allowed before the change (status $CURL_CODE)"
 
-mv -f "$se" "$parked"
-# The deny must come from the reload (inotify), not from a timer: wait for the first 403 (the
+lab_config_park "$se" "$parked"
+# The deny must come from the reload (inotify or the watch), not from a timer: wait for the first 403 (the
 # bound only catches a hang; `bench/run lifecycle` measures how fast the reload is).
 httpbin_code() {
   pod_curl client -- --max-time 2 --resolve "httpbin.test:80:$httpbin" http://httpbin.test/headers

@@ -11,7 +11,7 @@ expected "AuthorizationPolicy ALLOW from namespaces [default] to httpbin.test: o
   "client -> 200; other https://edition.test/ (not covered) -> 200; edition.test made default-only" \
   "-> other's TLS reset, edition log +0, client 200; policy removed -> other 200"
 
-cleanup() { rm -f "$policy"; }
+cleanup() { lab_config_delete "$policy"; }
 trap cleanup EXIT
 cat >"$policy" <<YAML
 apiVersion: security.istio.io/v1
@@ -29,6 +29,7 @@ spec:
   - to:
     - operation: {notHosts: [httpbin.test]}
 YAML
+lab_config_apply "$policy"
 # The gateway reloads its config dir on its own; wait until other is refused (hang bound only).
 deadline=$((SECONDS + HANG_S))
 while :; do
@@ -60,6 +61,7 @@ observe "other https edition status=$CURL_CODE"
 # The same policy over TLS: once edition.test is default-only too, other's TLS flow is reset
 # (the node cannot answer with a 403 inside the app's own TLS), client's still works.
 sed -i 's/\[httpbin.test\]/[httpbin.test, edition.test]/g' "$policy"
+lab_config_apply "$policy"
 deadline=$((SECONDS + HANG_S))
 while :; do
   pod_curl other -- --max-time 5 --cacert "$LAB_CA" https://edition.test/

@@ -15,12 +15,12 @@ expected "SE httpbin.test 443/HTTP + DR SIMPLE (lab CA, sni httpbin.test): clien
   "from $LAB_GW; restored SE -> :443 no longer allowed (403)"
 
 restore() {
-  rm -f "$mine"
-  [[ -f $saved ]] && mv -f "$saved" "$se"
+  lab_config_delete "$mine"
+  lab_config_unpark "$saved" "$se"
 }
 trap restore EXIT
 [[ -f $se ]] || fail "no $se to swap out"
-mv -f "$se" "$saved"
+lab_config_park "$se" "$saved"
 cat >"$mine" <<YAML
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry
@@ -50,6 +50,7 @@ spec:
         sni: httpbin.test
         caCertificates: $LAB_CA
 YAML
+lab_config_apply "$mine"
 # Both the agent and the gateway reload on their own; wait for the first 200.
 deadline=$((SECONDS + HANG_S))
 while :; do

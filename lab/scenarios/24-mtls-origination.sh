@@ -13,7 +13,7 @@ expected "SE mtls.test 443/HTTP + DR MUTUAL (lab client cert): client GET plain 
   "same rule without the client cert -> 400 'No required SSL certificate'; files removed -> 403"
 
 mark mtls.test
-cleanup() { rm -f "$mine"; }
+cleanup() { lab_config_delete "$mine"; }
 trap cleanup EXIT
 cat >"$mine" <<YAML
 apiVersion: networking.istio.io/v1
@@ -43,6 +43,7 @@ spec:
       privateKey: $pki/lab-client.key
       caCertificates: $LAB_CA
 YAML
+lab_config_apply "$mine"
 deadline=$((SECONDS + HANG_S))
 while :; do
   pod_curl client -- http://mtls.test:443/
@@ -66,6 +67,7 @@ fi
 # Without the client certificate (the same rule as SIMPLE) mtls.test refuses the request and says
 # why: the gateway reaches it over verified TLS, nginx answers 400 "No required SSL certificate".
 sed -i -e 's/mode: MUTUAL/mode: SIMPLE/' -e '/clientCertificate:/d' -e '/privateKey:/d' "$mine"
+lab_config_apply "$mine"
 deadline=$((SECONDS + HANG_S))
 while :; do
   pod_curl client -- http://mtls.test:443/

@@ -14,12 +14,12 @@ expected "SE httpbin.test 80->targetPort 443 + DR SIMPLE (lab CA, sni httpbin.te
   "$LAB_GW, nothing on :80; restored SE -> plain http on :80 again"
 
 restore() {
-  rm -f "$mine"
-  [[ -f $saved ]] && mv -f "$saved" "$se"
+  lab_config_delete "$mine"
+  lab_config_unpark "$saved" "$se"
 }
 trap restore EXIT
 [[ -f $se ]] || fail "no $se to swap out"
-mv -f "$se" "$saved"
+lab_config_park "$se" "$saved"
 cat >"$mine" <<YAML
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry
@@ -46,6 +46,7 @@ spec:
       sni: httpbin.test
       caCertificates: $LAB_CA
 YAML
+lab_config_apply "$mine"
 # Both the agent and the gateway reload on their own; wait until the request arrives
 # over TLS.
 deadline=$((SECONDS + HANG_S))

@@ -13,11 +13,12 @@ cfg=$LAB_CONFIG/00-tollgate-config.yaml
 saved=$LAB_STATE/30-tollgate-config.yaml.saved
 tmp=$(mktemp -d)
 cleanup() {
-  [[ -f $saved ]] && mv -f "$saved" "$cfg"
+  lab_config_unpark "$saved" "$cfg"
   lab del-pod excl >/dev/null 2>&1
   lab del-pod optout >/dev/null 2>&1
   ip netns del "${LAB_POD_NS_PREFIX}claim" 2>/dev/null
-  rm -f "$LAB_CONFIG/pods/hostnet.yaml" "$LAB_CONFIG/pods/claim.yaml"
+  lab_config_delete "$LAB_CONFIG/pods/hostnet.yaml"
+  lab_config_delete "$LAB_CONFIG/pods/claim.yaml"
   rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -47,6 +48,7 @@ with open(path + ".tmp", "w") as f:
     yaml.safe_dump(doc, f, sort_keys=False)
 os.replace(path + ".tmp", path)
 PY
+lab_config_apply "$cfg"
 wait_reload || fail "the agent did not reload the config with excludedNamespaces"
 metric_mark tollgate_enroll_excluded_total
 expect_ok "add-pod excl (namespace lab-excluded)" lab add-pod excl --namespace lab-excluded
@@ -64,7 +66,7 @@ expect_fail "excl http to blocked.test's address" lab_exec excl -- "${CURL[@]}" 
   -H 'Host: blocked.test' "http://$(lab_addr blocked.test)/"
 untouched blocked.test
 lab del-pod excl >/dev/null 2>&1
-mv -f "$saved" "$cfg"
+lab_config_unpark "$saved" "$cfg"
 
 # 2. hostNetwork pods, driven as a runtime would drive tollgate-cni (CNI_* environment, the
 # installed conflist's tollgate-cni object with name, cniVersion and a prevResult on stdin).
@@ -97,9 +99,10 @@ except ValueError:
 print(f"rc={p.returncode} prevResult_unchanged={same} stdout={p.stdout.decode()[:200]!r}")
 PY
 }
-pod_object() {  # <name> <hostNetwork>
-  printf '%s\napiVersion: v1\nkind: Pod\nmetadata:\n  name: %s\n  namespace: default\nspec:\n  hostNetwork: %s\n  serviceAccountName: default\n  containers:\n  - name: main\n    image: tollgate-lab/shell\n' \
-    "# written by tollgate-lab scenario 30" "$1" "$2" >"$LAB_CONFIG/pods/$1.yaml"
+pod_object() {  # <name> <hostNetwork>: a file, and with --config-source kubernetes an API Pod
+  printf '%s\napiVersion: v1\nkind: Pod\nmetadata:\n  name: %s\n  namespace: default\nspec:\n  hostNetwork: %s\n  nodeName: %s\n  serviceAccountName: default\n  containers:\n  - name: main\n    image: tollgate-lab/shell\n' \
+    "# written by tollgate-lab scenario 30" "$1" "$2" "$LAB_NS_NODE" >"$LAB_CONFIG/pods/$1.yaml"
+  lab_config_apply "$LAB_CONFIG/pods/$1.yaml"
 }
 metric_mark tollgate_config_reloads_ok_total
 pod_object hostnet true

@@ -11,7 +11,7 @@ expected "keep-alive connection to httpbin.test: request 1 200; ServiceEntry rem
 se=$LAB_CONFIG/20-serviceentry-httpbin.yaml
 parked=$LAB_STATE/parked-serviceentry-httpbin-46.yaml
 tmp=$(mktemp -d)
-restore() { [[ -f $parked ]] && mv -f "$parked" "$se"; }
+restore() { lab_config_unpark "$parked" "$se"; }
 trap 'restore; kill $client 2>/dev/null; rm -rf "$tmp"' EXIT
 httpbin=$(lab_addr httpbin.test)
 metric_mark tollgate_connections_revoked_total pod=default/client
@@ -40,7 +40,7 @@ first_seen() { grep -q '^first ' "$tmp/client.txt"; }
 wait_until first_seen || fail "the long-lived connection got no first answer: $(cat "$tmp/client.txt")"
 observe "$(grep '^first' "$tmp/client.txt")"
 
-mv -f "$se" "$parked"
+lab_config_park "$se" "$parked"
 ended() { grep -q '^end ' "$tmp/client.txt"; }
 if wait_until ended; then observe "open connection: $(grep '^end' "$tmp/client.txt") after ${WAITED_MS} ms"; else
   fail "the open connection was not cut ${HANG_S} s after the ServiceEntry was removed"

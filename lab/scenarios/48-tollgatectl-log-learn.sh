@@ -20,7 +20,8 @@ cp "$mesh" "$tmp/mesh.orig"
 cleanup() {
   kill "$follower" "$learner" 2>/dev/null
   cp -f "$tmp/mesh.orig" "$mesh"
-  rm -f "$learned"
+  lab_config_apply "$mesh"
+  lab_config_delete "$learned"
   rm -rf "$tmp"
 }
 follower= learner=
@@ -68,6 +69,7 @@ fi
 # --- learn under ALLOW_ANY.
 g=$(generation)
 sed -i 's/mode: REGISTRY_ONLY/mode: ALLOW_ANY/' "$mesh"
+lab_config_apply "$mesh"
 wait_until reloaded_after "$g" || fail "the agent did not load ALLOW_ANY"
 "$LAB_TOLLGATECTL" learn -n default --duration 10m --run-dir "$LAB_AGENT_RUN_DIR" \
   >"$tmp/learned.yaml" 2>"$tmp/learn.err" &
@@ -91,6 +93,7 @@ learner=
 [[ $rc == 0 ]] || fail "learn exited $rc: $(cat "$tmp/learn.err")"
 grep -q '^interrupted after' "$tmp/learn.err" || fail "learn did not end on SIGINT: $(cat "$tmp/learn.err")"
 cp -f "$tmp/mesh.orig" "$mesh"
+lab_config_apply "$mesh"
 observe "learn: $(grep -c '^kind: ServiceEntry' "$tmp/learned.yaml") ServiceEntry(s); $(grep -m1 '^# blocked.test' "$tmp/learned.yaml")"
 grep -q '^    - blocked.test$' "$tmp/learned.yaml" || fail "no entry for blocked.test: $(cat "$tmp/learned.yaml")"
 grep -q '{number: 80, name: http-80, protocol: HTTP}' "$tmp/learned.yaml" || fail "blocked.test: no HTTP 80 port"
@@ -106,6 +109,7 @@ if out=$("$LAB_TOLLGATECTL" config validate "$tmp/validate" 2>&1); then observe 
 fi
 g=$(generation)
 cp "$tmp/learned.yaml" "$learned"
+lab_config_apply "$learned"
 wait_until reloaded_after "$g" || fail "the agent did not load the learned entries"
 wait_until http_is 200 || fail "learned entry applied: http://blocked.test/ got $CURL_CODE"
 observe "REGISTRY_ONLY + learned: http=$CURL_CODE"
@@ -115,6 +119,6 @@ http_is 403 8080 || fail "blocked.test:8080 was never seen but got $CURL_CODE"
 observe "port 8080 (never seen)=$CURL_CODE"
 
 # Back to the lab's registry: blocked.test denied again before the next scenario runs.
-rm -f "$learned"
+lab_config_delete "$learned"
 wait_until http_is 403 || fail "blocked.test still allowed after the learned entry was removed"
 finish

@@ -41,6 +41,7 @@ set_dns_mode() {
   grep -q "^    mode: $want$" "$LAB_MESH_CONFIG" && return 0
   before=$(metric tollgate_config_reloads_ok_total)
   sed -i -E "s/^    mode: (strict|passthrough)$/    mode: $want/" "$LAB_MESH_CONFIG"
+  lab_config_apply "$LAB_MESH_CONFIG"
   deadline=$(($(now_ms) + HANG_S * 1000))
   while :; do
     now=$(metric tollgate_config_reloads_ok_total)
