@@ -142,6 +142,12 @@ void PodManager::setRedirect(std::shared_ptr<const RedirectInstaller> redirect) 
   std::lock_guard lock(mu_);
   bool changed = redirect && redirect_ && redirect->expected() != redirect_->expected();
   std::shared_ptr<const RedirectInstaller> old = std::exchange(redirect_, std::move(redirect));
+  if (!old && redirect_) {
+    // The first redirect (the kubernetes source's first config after a restart): the pods
+    // re-adopted before it were left as they were; check and repair them now.
+    for (auto& [key, pod] : pods_) repairLocked(key, *pod, "first config");
+    return;
+  }
   if (!changed) return;
   const bool modeChanged = std::string_view(old->mode()) != redirect_->mode();
   for (auto& [key, pod] : pods_) {
@@ -193,8 +199,9 @@ enroll::EnrollReply PodManager::handle(const enroll::EnrollRequest& req, int net
     inputs_.metrics.enrollUnknownPod++;
     inputs_.metrics.enrollFailed++;
     std::string msg = fmt::format(
-        "pod {}/{} is not a Pod of this node on the API server (waited {} ms): not enrolled",
-        req.pod().namespace_(), req.pod().name(), requirePodWait_->count());
+        "pod {}/{}{} is not a Pod of this node on the API server (waited {} ms): not enrolled",
+        req.pod().namespace_(), req.pod().name(),
+        req.pod().uid().empty() ? "" : " uid " + req.pod().uid(), requirePodWait_->count());
     log::error(kLog, "ADD {}/{}: {}", req.pod().namespace_(), req.pod().name(), msg);
     return failed(kCodeUnknownPod, msg);
   }
@@ -238,7 +245,11 @@ bool PodManager::havePodObject(const enroll::EnrollRequest& req) const {
   // Woken by each snapshot swap, so a Pod object that arrives during the wait enrols at once.
   return inputs_.snapshots.waitFor(
       [&](const policy::Snapshot& snap) {
-        return snap.findPod(req.pod().namespace_(), req.pod().name()) != nullptr;
+        const policy::Pod* pod = snap.findPod(req.pod().namespace_(), req.pod().name());
+        // The runtime's K8S_POD_UID, when it gives one, must be this Pod's: a late ADD for a
+        // deleted pod's sandbox must not enrol as the new pod of the same name.
+        return pod && (req.pod().uid().empty() || pod->meta.uid.empty() ||
+                       pod->meta.uid == req.pod().uid());
       },
       std::chrono::steady_clock::now() + *requirePodWait_);
 }
@@ -508,6 +519,17 @@ void PodManager::forgetState(const std::string& key) {
   fs::remove(fs::path(runDir_) / "pods" / (key + ".pb"), ec);
 }
 
+void PodManager::repairLocked(const std::string& key, Pod& pod, std::string_view why) {
+  PodTarget target = pod.target(key);
+  auto drift = redirect_->verify(target);
+  if (drift && drift->ok()) return;
+  log::warn(kLog, "{}: pod {}: rules {}: reinstalling", why, key,
+            drift ? drift->summary() : drift.error().str());
+  if (auto st = redirect_->install(target); !st) {
+    log::error(kLog, "{}: pod {}: {}", why, key, st.error().str());
+  }
+}
+
 void PodManager::readopt() {
   std::error_code ec;
   std::vector<fs::path> files;
@@ -548,19 +570,6 @@ void PodManager::readopt() {
       forgetState(key);
       continue;
     }
-    if (!redirect_) {
-      log::error(kLog, "re-adopt: pod {}: no config loaded; rules left as they are", key);
-    } else {
-      PodTarget target(*netns, key, req.cgroup_path());
-      auto drift = redirect_->verify(target);
-      if (!drift || !drift->ok()) {
-        log::warn(kLog, "re-adopt: pod {}: rules {}: reinstalling", key,
-                  drift ? drift->summary() : drift.error().str());
-        if (auto st = redirect_->install(target); !st) {
-          log::error(kLog, "re-adopt: pod {}: {}", key, st.error().str());
-        }
-      }
-    }
     auto listener = startListener(req, netns);
     if (!listener) {
       log::error(kLog, "re-adopt: pod {}: {} (pod stays closed)", key, listener.error().str());
@@ -571,6 +580,12 @@ void PodManager::readopt() {
     if (listener) pod->listener = *listener;
     if (auto st = startDnsQuic(*pod); !st) {
       log::error(kLog, "re-adopt: pod {}: {} (its DNS stays unanswered)", key, st.error().str());
+    }
+    if (redirect_) {
+      repairLocked(key, *pod, "re-adopt");
+    } else {
+      log::warn(kLog, "re-adopt: pod {}: no config loaded yet; its rules are checked when the "
+                "first one is", key);
     }
     pods_[key] = std::move(pod);
     log::info(kLog, "re-adopted pod {}", key);

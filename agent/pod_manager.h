@@ -148,6 +148,9 @@ class PodManager {
   std::shared_ptr<proxy::PodDnsTable> dnsTableFor(const std::string& key);
   Status persist(const std::string& key, const enroll::EnrollRequest& req, const Netns& netns);
   void forgetState(const std::string& key);
+  // Verifies the pod's redirect and reinstalls it on drift (logged with `why`); mu_ held,
+  // redirect_ set.
+  void repairLocked(const std::string& key, Pod& pod, std::string_view why);
   // The pod's service account: the snapshot's Pod object, else the request's field, else
   // "default" (the same order the proxy's sessions use).
   std::string serviceAccountOf(const enroll::EnrollRequest& req) const;

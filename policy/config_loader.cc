@@ -696,6 +696,7 @@ bool Reader::meta(const Node& doc, KnownKind kind, ObjectMeta& m) {
     auto ns = str(get(md, "namespace"), "metadata.namespace");
     m.ns = ns && !ns->empty() ? *ns : "default";
   }
+  if (auto uid = str(get(md, "uid"), "metadata.uid")) m.uid = *uid;
   m.labels = stringMap(get(md, "labels"), "metadata.labels");
   m.annotations = stringMap(get(md, "annotations"), "metadata.annotations");
   return true;

@@ -28,6 +28,7 @@ struct ObjectMeta {
   std::string kind;
   std::string name;
   std::string ns;  // metadata.namespace; empty for cluster-scoped kinds and defaulted by loader
+  std::string uid;  // metadata.uid: set by the API server, empty in files
   Labels labels;
   std::map<std::string, std::string> annotations;
   SourceRef source;

@@ -109,7 +109,8 @@ class AgentKubeTest : public testing::AgentNetnsTest {
     return r ? *r : kube::Response{};
   }
 
-  void createPod(const std::string& name, const std::string& node, const std::string& app) {
+  // Returns the Pod's metadata.uid.
+  std::string createPod(const std::string& name, const std::string& node, const std::string& app) {
     json pod = {{"apiVersion", "v1"},
                 {"kind", "Pod"},
                 {"metadata", {{"name", name}, {"labels", {{"app", app}}}}},
@@ -119,7 +120,8 @@ class AgentKubeTest : public testing::AgentNetnsTest {
                   {"automountServiceAccountToken", false},
                   {"containers", {{{"name", "main"}, {"image", "tollgate-lab/shell"}}}}}}};
     auto r = call(http::post, "/api/v1/namespaces/" + ns_ + "/pods", pod);
-    ASSERT_EQ(r.status, 201u) << r.body;
+    EXPECT_EQ(r.status, 201u) << r.body;
+    return r.status == 201u ? json::parse(r.body)["metadata"].value("uid", "") : "";
   }
 
   AgentOptions kubeOptions() const {
@@ -172,7 +174,8 @@ class AgentKubeTest : public testing::AgentNetnsTest {
 };
 
 TEST_F(AgentKubeTest, NotReadyUntilTheApiServerListedThenPodsComeFromTheApi) {
-  createPod("client", node_, "client");
+  std::string uid = createPod("client", node_, "client");
+  ASSERT_FALSE(uid.empty());
   createPod("elsewhere", "some-other-node", "client");
   // The API server is out of reach at start: the agent starts, is not ready and says so.
   ASSERT_TRUE(startAgent(kubeOptions())) << "agent start";
@@ -201,7 +204,15 @@ TEST_F(AgentKubeTest, NotReadyUntilTheApiServerListedThenPodsComeFromTheApi) {
   ASSERT_TRUE(id);
   EXPECT_EQ(id->serviceAccount, "sa-client");
 
-  auto added = send(request(enroll::EnrollRequest::ADD, ns_, "client"), true);
+  // A K8S_POD_UID that is not this Pod's (a deleted pod's late ADD) is refused; its own enrols.
+  auto stale = request(enroll::EnrollRequest::ADD, ns_, "client");
+  stale.mutable_pod()->set_uid("00000000-0000-0000-0000-000000000000");
+  auto refusedStale = send(stale, true);
+  EXPECT_EQ(refusedStale.code(), kCodeUnknownPod) << refusedStale.msg();
+  EXPECT_NE(refusedStale.msg().find("uid 00000000-"), std::string::npos) << refusedStale.msg();
+  auto own = request(enroll::EnrollRequest::ADD, ns_, "client");
+  own.mutable_pod()->set_uid(uid);
+  auto added = send(own, true);
   EXPECT_TRUE(added.ok()) << added.msg();
   // What the CNI plugin names is not enough: unknown to the API, or on another node.
   for (const char* name : {"ghost", "elsewhere"}) {
@@ -210,7 +221,7 @@ TEST_F(AgentKubeTest, NotReadyUntilTheApiServerListedThenPodsComeFromTheApi) {
     EXPECT_EQ(r.code(), kCodeUnknownPod) << name << ": " << r.msg();
     EXPECT_NE(r.msg().find("not a Pod of this node"), std::string::npos) << r.msg();
   }
-  EXPECT_EQ(agent_->metrics().enrollUnknownPod.load(), 2u);
+  EXPECT_EQ(agent_->metrics().enrollUnknownPod.load(), 3u);
 
   // kubectl label: the snapshot follows.
   auto r = call(http::patch, "/api/v1/namespaces/" + ns_ + "/pods/client",
@@ -218,6 +229,37 @@ TEST_F(AgentKubeTest, NotReadyUntilTheApiServerListedThenPodsComeFromTheApi) {
                 "application/merge-patch+json");
   ASSERT_EQ(r.status, 200u) << r.body;
   EXPECT_TRUE(eventually([&] { return appLabel("client") == "relabelled"; }));
+  EXPECT_TRUE(send(request(enroll::EnrollRequest::DEL, ns_, "client"), false).ok());
+}
+
+// A restart while the API server is out of reach: the agent re-adopts its pod before it has a
+// config, and checks and repairs the pod's rules (deleted meanwhile) when the first one arrives.
+// The reconciler is off, so only the first-config repair can put them back.
+TEST_F(AgentKubeTest, ARestartBeforeTheFirstListRepairsThePodOnceTheConfigArrives) {
+  std::string uid = createPod("client", node_, "client");
+  AgentOptions o = kubeOptions();
+  o.reconcileInterval = std::chrono::milliseconds(0);
+  relay_->setOpen(true);
+  ASSERT_TRUE(startAgent(o)) << "agent start";
+  ASSERT_TRUE(eventually([&] { return agent_->ready(); })) << agent_->kubeSource()->status().lastError;
+  auto add = request(enroll::EnrollRequest::ADD, ns_, "client");
+  add.mutable_pod()->set_uid(uid);
+  ASSERT_TRUE(send(add, true).ok());
+  ASSERT_TRUE(podTableExists());
+
+  agent_->stop();
+  agent_.reset();
+  relay_->setOpen(false);
+  ASSERT_EQ(testing::sh("ip netns exec " + pod_ + " nft delete table inet tollgate"), 0);
+  ASSERT_TRUE(startAgent(o)) << "agent restart";
+  EXPECT_TRUE(agent_->pods().enrolled(ns_, "client"));
+  EXPECT_FALSE(agent_->ready());
+  EXPECT_FALSE(podTableExists());  // nothing to install yet: no config
+
+  relay_->setOpen(true);
+  EXPECT_TRUE(eventually([&] { return podTableExists(); })) << "rules not repaired after the first list";
+  auto check = send(request(enroll::EnrollRequest::CHECK, ns_, "client"), true);
+  EXPECT_TRUE(check.ok()) << check.msg();
   EXPECT_TRUE(send(request(enroll::EnrollRequest::DEL, ns_, "client"), false).ok());
 }
 
