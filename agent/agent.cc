@@ -135,7 +135,16 @@ Status Agent::startKubeSource() {
 }
 
 std::string Agent::kubeMetrics() const {
-  return kubeSource_ ? kube::renderSourceMetrics(kubeSource_->status()) : std::string();
+  if (!kubeSource_) return {};
+  std::string out = kube::renderSourceMetrics(kubeSource_->status());
+  if (kubeInstaller_) {
+    out += "# HELP tollgate_config_source_installs_coalesced_total Configs from the API replaced by "
+           "a newer one before their install began (only the newest of a burst is installed).\n"
+           "# TYPE tollgate_config_source_installs_coalesced_total counter\n";
+    out += proxy::formatSample("tollgate_config_source_installs_coalesced_total", {},
+                               static_cast<double>(kubeInstaller_->replaced()));
+  }
+  return out;
 }
 
 void Agent::apply(const policy::Snapshot& snapshot) {

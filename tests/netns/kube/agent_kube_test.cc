@@ -193,6 +193,7 @@ TEST_F(AgentKubeTest, NotReadyUntilTheApiServerListedThenPodsComeFromTheApi) {
   ASSERT_TRUE(eventually([&] { return agent_->ready(); })) << agent_->kubeSource()->status().lastError;
   m = metrics();
   EXPECT_NE(m.find("tollgate_config_source_ready 1"), std::string::npos) << m;
+  EXPECT_NE(m.find("tollgate_config_source_installs_coalesced_total "), std::string::npos) << m;
   EXPECT_NE(m.find("tollgate_config_source_connected 1"), std::string::npos) << m;
 
   // Only this node's Pods are in the snapshot (field selector), with the API's labels and
