@@ -1,12 +1,16 @@
 // manifests/: what `kubectl apply -k manifests/overlays/<overlay>` applies (kustomize build,
 // through manifests/render), checked for what the binaries and the design need: the containers'
-// arguments parse with the binaries' own option parsers, the mesh config loads, the DaemonSet
-// rolls with the listener handoff (maxSurge 1, maxUnavailable 0, no hostPorts), nothing runs
-// privileged, and the roles grant no more than list/watch/get of what each binary reads.
+// arguments parse with the binaries' own option parsers (both read the API server, in-cluster),
+// the mesh config loads, the DaemonSet rolls with the listener handoff (maxSurge 1,
+// maxUnavailable 0, no hostPorts), nothing runs privileged, and the roles grant no more than
+// list/watch/get of what each binary reads.
 #include <stdio.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <cstdlib>
+#include <fstream>
+#include <iterator>
 #include <map>
 #include <set>
 #include <string>
@@ -108,12 +112,18 @@ TEST_P(ManifestsTest, EverythingIsInTheTollgateNamespaceAndNamedByAKustomizeImag
   }
 }
 
+// The mesh settings are one TollgateConfig object, applied on its own (its CRD must be established
+// first), not part of any overlay: no ConfigMap carries them any more.
 TEST_P(ManifestsTest, TheMeshConfigLoads) {
-  auto cm = one("ConfigMap", "tollgate-mesh");
-  ASSERT_TRUE(cm) << "no ConfigMap tollgate-mesh";
-  ASSERT_TRUE(cm["data"]["mesh.yaml"]);
-  auto loaded = policy::ConfigLoader::loadString(cm["data"]["mesh.yaml"].as<std::string>(),
-                                                 "tollgate-mesh/mesh.yaml");
+  const std::string path = TOLLGATE_SOURCE_DIR "/manifests/base/mesh.yaml";
+  std::ifstream in(path);
+  ASSERT_TRUE(in) << path;
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto docs = YAML::LoadAll(text);
+  ASSERT_EQ(docs.size(), 1u);
+  EXPECT_EQ(docs[0]["kind"].as<std::string>(), "TollgateConfig");
+  EXPECT_EQ(docs[0]["apiVersion"].as<std::string>(), "tollgate.io/v1alpha1");
+  auto loaded = policy::ConfigLoader::loadString(text, path);
   ASSERT_TRUE(loaded) << loaded.error().front().str();
   ASSERT_TRUE(loaded->config.tollgate);
   ASSERT_EQ(loaded->config.tollgate->gateways.size(), 1u);
@@ -121,6 +131,8 @@ TEST_P(ManifestsTest, TheMeshConfigLoads) {
   auto svc = one("Service", "tollgate-gateway");
   ASSERT_TRUE(svc);
   EXPECT_EQ(loaded->config.tollgate->gateways[0].address, svc["spec"]["clusterIP"].as<std::string>());
+  EXPECT_TRUE(all("ConfigMap").empty()) << "neither binary reads a ConfigMap";
+  EXPECT_TRUE(all("TollgateConfig").empty()) << "applied after its CRD, not with it";
 }
 
 TEST_P(ManifestsTest, TheAgentDaemonSetRollsWithTheHandoffAndIsNotPrivileged) {
@@ -146,9 +158,31 @@ TEST_P(ManifestsTest, TheAgentDaemonSetRollsWithTheHandoffAndIsNotPrivileged) {
   }
   EXPECT_EQ(agent["readinessProbe"]["httpGet"]["path"].as<std::string>(), "/healthz/ready");
   EXPECT_TRUE(agent["resources"]["requests"]["cpu"]);
+  // Its config from the API server, in-cluster (its ServiceAccount's token), for the node the
+  // kubelet runs it on: NODE_NAME from spec.nodeName is --node-name's default.
+  std::string nodeNameFrom;
+  for (const auto& e : agent["env"]) {
+    if (e["name"].as<std::string>() == "NODE_NAME") {
+      nodeNameFrom = e["valueFrom"]["fieldRef"]["fieldPath"].as<std::string>("");
+    }
+  }
+  EXPECT_EQ(nodeNameFrom, "spec.nodeName");
+  ::setenv("NODE_NAME", "node-a", 1);  // what the kubelet puts there
   auto parsed = agent::parseOptions(args(agent));
+  ::unsetenv("NODE_NAME");
   ASSERT_TRUE(parsed) << parsed.error().str();
   EXPECT_EQ(parsed->redirectMode, GetParam());
+  EXPECT_EQ(parsed->configSource, "kubernetes");
+  EXPECT_TRUE(parsed->kubeconfig.empty());
+  EXPECT_TRUE(parsed->configDir.empty());
+  EXPECT_EQ(parsed->nodeName, "node-a");
+  EXPECT_TRUE(pod["automountServiceAccountToken"].as<bool>(true));
+  auto sa = one("ServiceAccount", "tollgate-agent");
+  ASSERT_TRUE(sa);
+  EXPECT_TRUE(sa["automountServiceAccountToken"].as<bool>(true));
+  for (const auto& v : pod["volumes"]) {
+    EXPECT_FALSE(v["configMap"]) << v["name"].as<std::string>();
+  }
   std::set<std::string> caps;
   for (const auto& c : agent["securityContext"]["capabilities"]["add"]) caps.insert(c.as<std::string>());
   EXPECT_EQ(caps.contains("BPF"), GetParam() == "ebpf");
@@ -276,6 +310,11 @@ TEST_P(ManifestsTest, TheApiServerAcceptsEveryObjectInADryRun) {
   size_t lines = 0;
   for (size_t at = 0; (at = out.find("(server dry run)", at)) != std::string::npos; ++at) lines++;
   EXPECT_EQ(lines, r_.objects.size()) << out;
+  // The TollgateConfig, applied on its own, passes the CRD's schema.
+  out.clear();
+  ASSERT_EQ(run(k + " apply --dry-run=server -f " TOLLGATE_SOURCE_DIR "/manifests/base/mesh.yaml", &out), 0)
+      << out;
+  EXPECT_NE(out.find("tollgateconfig.tollgate.io/default"), std::string::npos) << out;
 }
 
 INSTANTIATE_TEST_SUITE_P(Overlays, ManifestsTest,
