@@ -2,8 +2,8 @@
 // through manifests/render), checked for what the binaries and the design need: the containers'
 // arguments parse with the binaries' own option parsers (both read the API server, in-cluster),
 // the mesh config loads, the DaemonSet rolls with the listener handoff (maxSurge 1,
-// maxUnavailable 0, no hostPorts), nothing runs privileged, and the roles grant no more than
-// list/watch/get of what each binary reads.
+// maxUnavailable 0, no hostPorts), nothing runs privileged, and each role is exactly list/watch
+// of what its binary's kubernetes source reads.
 #include <stdio.h>
 #include <sys/wait.h>
 
@@ -247,12 +247,10 @@ TEST_P(ManifestsTest, RolesGrantOnlyReadsOfWhatTheBinariesRead) {
   }
 }
 
-// The gateway's ClusterRole is exactly list+watch of what its kubernetes source lists, and it has
-// no other role.
-TEST_P(ManifestsTest, TheGatewayRoleGrantsExactlyWhatItsSourceWatches) {
-  auto role = one("ClusterRole", "tollgate-gateway");
-  ASSERT_TRUE(role);
-  std::set<std::string> granted, wanted;
+// Each binary's ClusterRole is exactly list+watch of what its kubernetes source lists, and it
+// has no other role.
+std::set<std::string> grants(const YAML::Node& role) {
+  std::set<std::string> granted;
   for (const auto& rule : role["rules"]) {
     for (const auto& g : rule["apiGroups"]) {
       for (const auto& r : rule["resources"]) {
@@ -262,14 +260,34 @@ TEST_P(ManifestsTest, TheGatewayRoleGrantsExactlyWhatItsSourceWatches) {
       }
     }
   }
-  for (const auto& r : kube::KubeConfigSource::gatewayResources()) {
+  return granted;
+}
+std::set<std::string> listWatch(const std::vector<kube::ResourceType>& resources) {
+  std::set<std::string> wanted;
+  for (const auto& r : resources) {
     for (const char* v : {"list", "watch"}) wanted.insert(r.group + "/" + r.plural + ":" + v);
   }
-  EXPECT_EQ(granted, wanted);
-  for (const char* kind : {"Role", "RoleBinding"}) {
-    for (const auto& o : all(kind)) {
-      const std::string name = o["metadata"]["name"].as<std::string>();
-      EXPECT_EQ(name.find("tollgate-gateway"), std::string::npos) << kind << " " << name;
+  return wanted;
+}
+
+TEST_P(ManifestsTest, EachRoleGrantsExactlyWhatItsSourceWatches) {
+  struct Binary {
+    std::string name;
+    std::vector<kube::ResourceType> resources;
+  };
+  std::vector<Binary> binaries = {{"tollgate-gateway", kube::KubeConfigSource::gatewayResources()}};
+  if (GetParam() != "gateway") {
+    binaries.push_back({"tollgate-agent", kube::KubeConfigSource::agentResources("node-a")});
+  }
+  for (const auto& b : binaries) {
+    auto role = one("ClusterRole", b.name);
+    ASSERT_TRUE(role) << b.name;
+    EXPECT_EQ(grants(role), listWatch(b.resources)) << b.name;
+    for (const char* kind : {"Role", "RoleBinding"}) {
+      for (const auto& o : all(kind)) {
+        const std::string name = o["metadata"]["name"].as<std::string>();
+        EXPECT_EQ(name.find(b.name), std::string::npos) << kind << " " << name;
+      }
     }
   }
 }
