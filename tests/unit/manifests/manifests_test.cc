@@ -3,7 +3,8 @@
 // arguments parse with the binaries' own option parsers (both read the API server, in-cluster),
 // the mesh config loads, the DaemonSet rolls with the listener handoff (maxSurge 1,
 // maxUnavailable 0, no hostPorts), nothing runs privileged, and each role is exactly list/watch
-// of what its binary's kubernetes source reads.
+// of what its binary's kubernetes source reads. tests/netns/kube/rbac_test.cc proves the roles
+// against the real API server's authorizer.
 #include <stdio.h>
 #include <sys/wait.h>
 
@@ -330,7 +331,8 @@ TEST_P(ManifestsTest, TheApiServerAcceptsEveryObjectInADryRun) {
   EXPECT_EQ(lines, r_.objects.size()) << out;
   // The TollgateConfig, applied on its own, passes the CRD's schema.
   out.clear();
-  ASSERT_EQ(run(k + " apply --dry-run=server -f " TOLLGATE_SOURCE_DIR "/manifests/base/mesh.yaml", &out), 0)
+  ASSERT_EQ(
+      run(k + " apply --dry-run=server -f " TOLLGATE_SOURCE_DIR "/manifests/base/mesh.yaml", &out), 0)
       << out;
   EXPECT_NE(out.find("tollgateconfig.tollgate.io/default"), std::string::npos) << out;
 }
