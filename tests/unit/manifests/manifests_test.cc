@@ -1,12 +1,17 @@
 // manifests/: what `kubectl apply -k manifests/overlays/<overlay>` applies (kustomize build,
 // through manifests/render), checked for what the binaries and the design need: the containers'
-// arguments parse with the binaries' own option parsers, the mesh config loads, the DaemonSet
-// rolls with the listener handoff (maxSurge 1, maxUnavailable 0, no hostPorts), nothing runs
-// privileged, and the roles grant no more than list/watch/get of what each binary reads.
+// arguments parse with the binaries' own option parsers (both read the API server, in-cluster),
+// the mesh config loads, the DaemonSet rolls with the listener handoff (maxSurge 1,
+// maxUnavailable 0, no hostPorts), nothing runs privileged, and each role is exactly list/watch
+// of what its binary's kubernetes source reads. tests/netns/kube/rbac_test.cc proves the roles
+// against the real API server's authorizer.
 #include <stdio.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <cstdlib>
+#include <fstream>
+#include <iterator>
 #include <map>
 #include <set>
 #include <string>
@@ -108,12 +113,18 @@ TEST_P(ManifestsTest, EverythingIsInTheTollgateNamespaceAndNamedByAKustomizeImag
   }
 }
 
+// The mesh settings are one TollgateConfig object, applied on its own (its CRD must be established
+// first), not part of any overlay: no ConfigMap carries them any more.
 TEST_P(ManifestsTest, TheMeshConfigLoads) {
-  auto cm = one("ConfigMap", "tollgate-mesh");
-  ASSERT_TRUE(cm) << "no ConfigMap tollgate-mesh";
-  ASSERT_TRUE(cm["data"]["mesh.yaml"]);
-  auto loaded = policy::ConfigLoader::loadString(cm["data"]["mesh.yaml"].as<std::string>(),
-                                                 "tollgate-mesh/mesh.yaml");
+  const std::string path = TOLLGATE_SOURCE_DIR "/manifests/base/mesh.yaml";
+  std::ifstream in(path);
+  ASSERT_TRUE(in) << path;
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto docs = YAML::LoadAll(text);
+  ASSERT_EQ(docs.size(), 1u);
+  EXPECT_EQ(docs[0]["kind"].as<std::string>(), "TollgateConfig");
+  EXPECT_EQ(docs[0]["apiVersion"].as<std::string>(), "tollgate.io/v1alpha1");
+  auto loaded = policy::ConfigLoader::loadString(text, path);
   ASSERT_TRUE(loaded) << loaded.error().front().str();
   ASSERT_TRUE(loaded->config.tollgate);
   ASSERT_EQ(loaded->config.tollgate->gateways.size(), 1u);
@@ -121,6 +132,8 @@ TEST_P(ManifestsTest, TheMeshConfigLoads) {
   auto svc = one("Service", "tollgate-gateway");
   ASSERT_TRUE(svc);
   EXPECT_EQ(loaded->config.tollgate->gateways[0].address, svc["spec"]["clusterIP"].as<std::string>());
+  EXPECT_TRUE(all("ConfigMap").empty()) << "neither binary reads a ConfigMap";
+  EXPECT_TRUE(all("TollgateConfig").empty()) << "applied after its CRD, not with it";
 }
 
 TEST_P(ManifestsTest, TheAgentDaemonSetRollsWithTheHandoffAndIsNotPrivileged) {
@@ -146,9 +159,31 @@ TEST_P(ManifestsTest, TheAgentDaemonSetRollsWithTheHandoffAndIsNotPrivileged) {
   }
   EXPECT_EQ(agent["readinessProbe"]["httpGet"]["path"].as<std::string>(), "/healthz/ready");
   EXPECT_TRUE(agent["resources"]["requests"]["cpu"]);
+  // Its config from the API server, in-cluster (its ServiceAccount's token), for the node the
+  // kubelet runs it on: NODE_NAME from spec.nodeName is --node-name's default.
+  std::string nodeNameFrom;
+  for (const auto& e : agent["env"]) {
+    if (e["name"].as<std::string>() == "NODE_NAME") {
+      nodeNameFrom = e["valueFrom"]["fieldRef"]["fieldPath"].as<std::string>("");
+    }
+  }
+  EXPECT_EQ(nodeNameFrom, "spec.nodeName");
+  ::setenv("NODE_NAME", "node-a", 1);  // what the kubelet puts there
   auto parsed = agent::parseOptions(args(agent));
+  ::unsetenv("NODE_NAME");
   ASSERT_TRUE(parsed) << parsed.error().str();
   EXPECT_EQ(parsed->redirectMode, GetParam());
+  EXPECT_EQ(parsed->configSource, "kubernetes");
+  EXPECT_TRUE(parsed->kubeconfig.empty());
+  EXPECT_TRUE(parsed->configDir.empty());
+  EXPECT_EQ(parsed->nodeName, "node-a");
+  EXPECT_TRUE(pod["automountServiceAccountToken"].as<bool>(true));
+  auto sa = one("ServiceAccount", "tollgate-agent");
+  ASSERT_TRUE(sa);
+  EXPECT_TRUE(sa["automountServiceAccountToken"].as<bool>(true));
+  for (const auto& v : pod["volumes"]) {
+    EXPECT_FALSE(v["configMap"]) << v["name"].as<std::string>();
+  }
   std::set<std::string> caps;
   for (const auto& c : agent["securityContext"]["capabilities"]["add"]) caps.insert(c.as<std::string>());
   EXPECT_EQ(caps.contains("BPF"), GetParam() == "ebpf");
@@ -213,12 +248,10 @@ TEST_P(ManifestsTest, RolesGrantOnlyReadsOfWhatTheBinariesRead) {
   }
 }
 
-// The gateway's ClusterRole is exactly list+watch of what its kubernetes source lists, and it has
-// no other role.
-TEST_P(ManifestsTest, TheGatewayRoleGrantsExactlyWhatItsSourceWatches) {
-  auto role = one("ClusterRole", "tollgate-gateway");
-  ASSERT_TRUE(role);
-  std::set<std::string> granted, wanted;
+// Each binary's ClusterRole is exactly list+watch of what its kubernetes source lists, and it
+// has no other role.
+std::set<std::string> grants(const YAML::Node& role) {
+  std::set<std::string> granted;
   for (const auto& rule : role["rules"]) {
     for (const auto& g : rule["apiGroups"]) {
       for (const auto& r : rule["resources"]) {
@@ -228,14 +261,34 @@ TEST_P(ManifestsTest, TheGatewayRoleGrantsExactlyWhatItsSourceWatches) {
       }
     }
   }
-  for (const auto& r : kube::KubeConfigSource::gatewayResources()) {
+  return granted;
+}
+std::set<std::string> listWatch(const std::vector<kube::ResourceType>& resources) {
+  std::set<std::string> wanted;
+  for (const auto& r : resources) {
     for (const char* v : {"list", "watch"}) wanted.insert(r.group + "/" + r.plural + ":" + v);
   }
-  EXPECT_EQ(granted, wanted);
-  for (const char* kind : {"Role", "RoleBinding"}) {
-    for (const auto& o : all(kind)) {
-      const std::string name = o["metadata"]["name"].as<std::string>();
-      EXPECT_EQ(name.find("tollgate-gateway"), std::string::npos) << kind << " " << name;
+  return wanted;
+}
+
+TEST_P(ManifestsTest, EachRoleGrantsExactlyWhatItsSourceWatches) {
+  struct Binary {
+    std::string name;
+    std::vector<kube::ResourceType> resources;
+  };
+  std::vector<Binary> binaries = {{"tollgate-gateway", kube::KubeConfigSource::gatewayResources()}};
+  if (GetParam() != "gateway") {
+    binaries.push_back({"tollgate-agent", kube::KubeConfigSource::agentResources("node-a")});
+  }
+  for (const auto& b : binaries) {
+    auto role = one("ClusterRole", b.name);
+    ASSERT_TRUE(role) << b.name;
+    EXPECT_EQ(grants(role), listWatch(b.resources)) << b.name;
+    for (const char* kind : {"Role", "RoleBinding"}) {
+      for (const auto& o : all(kind)) {
+        const std::string name = o["metadata"]["name"].as<std::string>();
+        EXPECT_EQ(name.find(b.name), std::string::npos) << kind << " " << name;
+      }
     }
   }
 }
@@ -276,6 +329,12 @@ TEST_P(ManifestsTest, TheApiServerAcceptsEveryObjectInADryRun) {
   size_t lines = 0;
   for (size_t at = 0; (at = out.find("(server dry run)", at)) != std::string::npos; ++at) lines++;
   EXPECT_EQ(lines, r_.objects.size()) << out;
+  // The TollgateConfig, applied on its own, passes the CRD's schema.
+  out.clear();
+  ASSERT_EQ(
+      run(k + " apply --dry-run=server -f " TOLLGATE_SOURCE_DIR "/manifests/base/mesh.yaml", &out), 0)
+      << out;
+  EXPECT_NE(out.find("tollgateconfig.tollgate.io/default"), std::string::npos) << out;
 }
 
 INSTANTIATE_TEST_SUITE_P(Overlays, ManifestsTest,
