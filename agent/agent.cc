@@ -376,11 +376,16 @@ Status Agent::start() {
     healthServer_ = std::make_unique<proxy::StatusServer>(io_);
     healthServer_->route("/healthz/ready", [this] {
       if (ready()) return proxy::StatusServer::Response{200, "text/plain", "ready\n"};
-      std::string why = snapshots_.load() == nullptr ? "no valid config loaded\n"
-                        : kubeSource_ && !kubeSource_->status().ready
-                            ? "the kubernetes source has not listed every resource yet\n"
-                            : "enrollment socket is down\n";
+      std::string why = kubeSource_ && !kubeSource_->status().ready
+                            ? kube::notReadyReason(kubeSource_->status()) + "\n"
+                        : snapshots_.load() == nullptr ? "no valid config loaded\n"
+                                                       : "enrollment socket is down\n";
       return proxy::StatusServer::Response{503, "text/plain", why};
+    });
+    // Liveness: the io threads answer. Not readiness: an agent that cannot reach the API server
+    // yet is waiting, not wedged, and a restart would only drop its pods' open connections.
+    healthServer_->route("/healthz/live", [] {
+      return proxy::StatusServer::Response{200, "text/plain", "alive\n"};
     });
     uint16_t port = options_.healthPort;
     auto fd = nodeSocket(proxy::SocketTransport::Tcp, fmt::format("0.0.0.0:{}", port), [port] {

@@ -107,7 +107,11 @@ int run(int argc, char** argv) {
     if (kube) r.body += kube->metrics();
     return r;
   });
+  // Liveness: the status io thread answers (not readiness: waiting for the API server or
+  // draining is not a reason to be restarted).
+  auto live = [] { return proxy::StatusServer::Response{200, "text/plain", "alive\n"}; };
   metricsServer.route("/healthz/ready", ready);
+  metricsServer.route("/healthz/live", live);
   std::optional<proxy::StatusServer> healthServer;
   if (auto st = metricsServer.listen(opts->statusIp, opts->metricsPort); !st) {
     log::error("gateway", "{}", st.error().str());
@@ -116,6 +120,7 @@ int run(int argc, char** argv) {
   if (opts->healthPort != opts->metricsPort) {
     healthServer.emplace(io);
     healthServer->route("/healthz/ready", ready);
+    healthServer->route("/healthz/live", live);
     if (auto st = healthServer->listen(opts->statusIp, opts->healthPort); !st) {
       log::error("gateway", "{}", st.error().str());
       return 1;

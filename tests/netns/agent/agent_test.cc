@@ -154,6 +154,7 @@ TEST_F(AgentTest, AddFailsWhenNoConfigIsLoaded) {
   EXPECT_EQ(add.code(), kCodeNotReady);
   EXPECT_FALSE(podTableExists());
   EXPECT_NE(httpGet(15021, "/healthz/ready").find("503"), std::string::npos);
+  EXPECT_NE(httpGet(15021, "/healthz/live").find("200 "), std::string::npos);  // waiting, not wedged
 }
 
 // An eBPF mode whose programs cannot be loaded (here: the pin dir is not on a bpffs) leaves the

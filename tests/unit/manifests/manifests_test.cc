@@ -158,6 +158,8 @@ TEST_P(ManifestsTest, TheAgentDaemonSetRollsWithTheHandoffAndIsNotPrivileged) {
     EXPECT_EQ(c["securityContext"]["capabilities"]["drop"][0].as<std::string>(), "ALL");
   }
   EXPECT_EQ(agent["readinessProbe"]["httpGet"]["path"].as<std::string>(), "/healthz/ready");
+  // Liveness is not readiness: an agent waiting for the API server must not be restarted.
+  EXPECT_EQ(agent["livenessProbe"]["httpGet"]["path"].as<std::string>(), "/healthz/live");
   EXPECT_TRUE(agent["resources"]["requests"]["cpu"]);
   // Its config from the API server, in-cluster (its ServiceAccount's token), for the node the
   // kubelet runs it on: NODE_NAME from spec.nodeName is --node-name's default.
