@@ -311,6 +311,21 @@ Status Agent::start() {
   for (int i = 0; i < options_.threads; ++i) threads_.emplace_back([this] { io_.run(); });
   started_ = true;
   if (auto st = startKubeSource(); !st) return st;
+  if (takeover_ && kubeSource_) {
+    // The running agent serves until this one commits, and this one's listeners accept from
+    // readopt() on: without a config they would refuse what the running agent allows. Wait for
+    // the first list; without one the upgrade is given up and the running agent carries on.
+    log::info(kLog, "handoff: waiting for the first config from the kubernetes API (up to {} ms) "
+              "before taking the pods over", options_.handoffConfigWait.count());
+    if (!snapshots_.waitFor([](const policy::Snapshot&) { return true; },
+                            std::chrono::steady_clock::now() + options_.handoffConfigWait)) {
+      std::string why = kube::notReadyReason(kubeSource_->status());
+      log::error(kLog, "handoff: no config from the kubernetes API within {} ms ({}): upgrade "
+                 "given up, the running agent carries on", options_.handoffConfigWait.count(), why);
+      return fail(fmt::format("handoff: no config from the kubernetes API within {} ms: {}",
+                              options_.handoffConfigWait.count(), why));
+    }
+  }
 
   pods_->readopt();
   // Config load and re-adoption free most of what they allocate: give the pages back now, not

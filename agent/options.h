@@ -71,6 +71,10 @@ struct AgentOptions {
   // After handing its sockets to a new agent (listener handoff), how long the old one lets
   // open connections finish before it closes them and exits; 0: close at once.
   std::chrono::milliseconds drainTime{30000};
+  // A new agent taking over from a running one (handoff) on the kubernetes source waits this
+  // long for its first config before it serves a pod, and gives the upgrade up otherwise (the
+  // running agent carries on). Below the running agent's 60 s commit timeout.
+  std::chrono::milliseconds handoffConfigWait{40000};
   // A connection's first message (TLS ClientHello, HTTP request head) must be complete within
   // this long from accept, however slowly it trickles in (slowloris); then it is reset.
   std::chrono::milliseconds sniffTimeout{5000};

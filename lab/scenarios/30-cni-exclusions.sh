@@ -73,9 +73,13 @@ lab_config_unpark "$saved" "$cfg"
 cni_add_direct() {  # <pod name> <netns path>: prints "rc=<rc>" and the plugin's stdout
   # The pod's cgroup, as a runtime creates it and passes it (cgroupPath capability).
   mkdir -p "$(lab_pod_cgroup "$1")"
-  ip netns exec "$LAB_NS_NODE" python3 - "$LAB_CNI_CONFLIST" "$LAB_CNI_BIN_DIR" "$1" "$2" "/$LAB_CGROUP/$1" <<'PY'
+  # K8S_POD_UID as a runtime passes it: the API's uid of the Pod object (the agent refuses
+  # another one); with files there is no API, so any.
+  local uid=""
+  lab_is_kube && uid=$(lab_kubectl get pod "$1" -n default -o 'jsonpath={.metadata.uid}')
+  ip netns exec "$LAB_NS_NODE" python3 - "$LAB_CNI_CONFLIST" "$LAB_CNI_BIN_DIR" "$1" "$2" "/$LAB_CGROUP/$1" "$uid" <<'PY'
 import json, os, subprocess, sys, uuid
-conflist, bindir, name, netns, cgroup = sys.argv[1:6]
+conflist, bindir, name, netns, cgroup, uid = sys.argv[1:7]
 cl = json.load(open(conflist))
 conf = dict(cl["plugins"][-1])
 assert conf["type"] == "tollgate-cni", conf
@@ -88,7 +92,7 @@ conf["prevResult"] = {"cniVersion": cl["cniVersion"],
                       "routes": [{"dst": "0.0.0.0/0"}], "dns": {}}
 env = dict(os.environ, CNI_COMMAND="ADD", CNI_CONTAINERID=uuid.uuid4().hex, CNI_NETNS=netns,
            CNI_IFNAME="eth0", CNI_PATH=bindir,
-           CNI_ARGS=f"IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME={name};K8S_POD_UID={uuid.uuid4()}")
+           CNI_ARGS=f"IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME={name};K8S_POD_UID={uid or uuid.uuid4()}")
 p = subprocess.run([os.path.join(bindir, conf["type"])], input=json.dumps(conf).encode(), env=env,
                    capture_output=True, timeout=30)
 same = False

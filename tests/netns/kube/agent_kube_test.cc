@@ -264,6 +264,58 @@ TEST_F(AgentKubeTest, ARestartBeforeTheFirstListRepairsThePodOnceTheConfigArrive
   EXPECT_TRUE(send(request(enroll::EnrollRequest::DEL, ns_, "client"), false).ok());
 }
 
+// Listener handoff on the kubernetes source: the new agent takes no pod over before its first
+// config (its listeners would refuse what the running agent allows: lab scenario 31 saw resets
+// and failed DNS answers); without a config it gives the upgrade up and the running agent
+// carries on.
+TEST_F(AgentKubeTest, AHandoffWaitsForTheFirstListAndWithoutOneTheRunningAgentCarriesOn) {
+  std::string uid = createPod("client", node_, "client");
+  relay_->setOpen(true);
+  ASSERT_TRUE(startAgent(kubeOptions())) << "agent start";
+  ASSERT_TRUE(eventually([&] { return agent_->ready(); })) << agent_->kubeSource()->status().lastError;
+  auto add = request(enroll::EnrollRequest::ADD, ns_, "client");
+  add.mutable_pod()->set_uid(uid);
+  ASSERT_TRUE(send(add, true).ok());
+
+  // The API server out of reach: the upgrade is given up, the running agent serves on.
+  relay_->setOpen(false);
+  AgentOptions quick = kubeOptions();
+  quick.handoffConfigWait = std::chrono::seconds(1);
+  auto refused = std::make_unique<Agent>(quick);
+  Status st = fail("not run");
+  inNode([&] { st = refused->start(); });
+  ASSERT_FALSE(st) << "an upgrade without a config must not take the pods over";
+  EXPECT_NE(st.error().str().find("no config from the kubernetes API"), std::string::npos)
+      << st.error().str();
+  refused->stop();
+  refused.reset();
+  EXPECT_TRUE(eventually([&] { return agent_->handoffCounters().failed.load() == 1; }));
+  EXPECT_FALSE(agent_->retired());
+  auto check = send(request(enroll::EnrollRequest::CHECK, ns_, "client"), true);
+  EXPECT_TRUE(check.ok()) << check.msg();
+
+  // The API server back while the next upgrade waits: it takes over with its config in.
+  auto next = std::make_unique<Agent>(kubeOptions());
+  bool hadConfig = false;
+  std::thread upgrade([&] {
+    inNode([&] {
+      st = next->start();
+      hadConfig = next->snapshot() != nullptr;
+    });
+  });
+  std::this_thread::sleep_for(300ms);  // lets it reach the wait first; not a time budget
+  relay_->setOpen(true);
+  upgrade.join();
+  ASSERT_TRUE(st) << st.error().str();
+  EXPECT_TRUE(hadConfig) << "start() returned, and its listeners accepted, before any config";
+  EXPECT_TRUE(next->pods().enrolled(ns_, "client"));
+  EXPECT_EQ(next->handoffCounters().received.load(), 1u);
+  EXPECT_TRUE(agent_->waitRetired(30s));
+  agent_->stop();
+  agent_ = std::move(next);
+  EXPECT_TRUE(send(request(enroll::EnrollRequest::DEL, ns_, "client"), false).ok());
+}
+
 TEST_F(AgentKubeTest, AnOutageKeepsTheLastSnapshotAndWhatChangedMeanwhileArrivesAfter) {
   createPod("client", node_, "client");
   relay_->setOpen(true);
