@@ -65,7 +65,9 @@ Agent::~Agent() { stop(); }
 
 bool Agent::ready() const {
   if (kubeSource_ && !kubeSource_->status().ready) return false;
-  return snapshots_.load() != nullptr && enroll_ != nullptr && enroll_->up();
+  // A config whose redirect could not be loaded (and no earlier one to keep) leaves ADDs refused.
+  return applied_.load() != nullptr && std::string_view(redirectMode_.load()) != "none" &&
+         enroll_ != nullptr && enroll_->up();
 }
 
 bool Agent::reload() {
@@ -97,6 +99,7 @@ bool Agent::install(policy::Config config, const std::string& from) {
   metrics_.reloadsOk++;
   log::info("config", "loaded {} (generation {})", from, (*compiled)->generation());
   apply(**compiled);
+  applied_.store(*compiled);
   if (pods_) pods_->syncIdentities();
   return true;
 }
@@ -317,8 +320,8 @@ Status Agent::start() {
     // the first list; without one the upgrade is given up and the running agent carries on.
     log::info(kLog, "handoff: waiting for the first config from the kubernetes API (up to {} ms) "
               "before taking the pods over", options_.handoffConfigWait.count());
-    if (!snapshots_.waitFor([](const policy::Snapshot&) { return true; },
-                            std::chrono::steady_clock::now() + options_.handoffConfigWait)) {
+    if (!applied_.waitFor([](const policy::Snapshot&) { return true; },
+                          std::chrono::steady_clock::now() + options_.handoffConfigWait)) {
       std::string why = kube::notReadyReason(kubeSource_->status());
       log::error(kLog, "handoff: no config from the kubernetes API within {} ms ({}): upgrade "
                  "given up, the running agent carries on", options_.handoffConfigWait.count(), why);
@@ -394,6 +397,9 @@ Status Agent::start() {
       std::string why = kubeSource_ && !kubeSource_->status().ready
                             ? kube::notReadyReason(kubeSource_->status()) + "\n"
                         : snapshots_.load() == nullptr ? "no valid config loaded\n"
+                        : applied_.load() == nullptr    ? "config loaded, redirect not yet in place\n"
+                        : std::string_view(redirectMode_.load()) == "none"
+                            ? "no redirect could be loaded (tollgate_redirect_load_failures_total)\n"
                                                        : "enrollment socket is down\n";
       return proxy::StatusServer::Response{503, "text/plain", why};
     });

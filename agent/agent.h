@@ -122,6 +122,11 @@ class Agent {
   proxy::asio::executor_work_guard<proxy::asio::io_context::executor_type> work_;
   std::vector<std::thread> threads_;
   proxy::SnapshotHolder snapshots_;
+  // The snapshot whose mesh settings (redirect, fence, resolvers) are in place: stored after
+  // apply(). Readiness and a handoff's wait go by this one, not by snapshots_: between the two
+  // stores the proxy has a config but an ADD or a verify would find no redirect (loading the
+  // eBPF programs takes a while).
+  proxy::SnapshotHolder applied_;
   proxy::Metrics metrics_;
   proxy::SocketRegistry sockets_;
   HandoffCounters handoffCounters_;

@@ -167,6 +167,12 @@ TEST_F(AgentTest, AnEbpfModeThatCannotLoadSaysNoneAndRefusesAdds) {
   (void)AgentNetnsTest::startAgent(o);
   EXPECT_EQ(agent_->redirectMode(), "none");
   EXPECT_EQ(agent_->metrics().redirectLoadFailures.load(), 1u);
+  // Not ready either: a probe that said ready here would let the kubelet start pods the agent
+  // then refuses (and the lab's scenarios run checks against an agent with no redirect).
+  EXPECT_FALSE(agent_->ready());
+  std::string ready = httpGet(15021, "/healthz/ready");
+  EXPECT_NE(ready.find("503"), std::string::npos) << ready;
+  EXPECT_NE(ready.find("no redirect could be loaded"), std::string::npos) << ready;
   auto add = send(enroll::EnrollRequest::ADD);
   EXPECT_FALSE(add.ok()) << add.msg();
   EXPECT_FALSE(podTableExists());
