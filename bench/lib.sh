@@ -191,15 +191,19 @@ bench_lab_up() {
   # BENCH_LAB_FRESH: a fresh lab on first use in this run (`up` removes the remains of a previous one).
   local started=${BENCH_RUN_STATE:-/nonexistent}/lab-started.$TOLLGATE_LAB_INSTANCE fresh=0
   [[ ${BENCH_LAB_FRESH:-0} == 1 && ! -f $started ]] && fresh=1
+  # The files config source, not up's kubernetes default: the scenarios change the config by
+  # writing the lab's config directory (bench_config) and measure the data path, which is the
+  # same whichever source fed the snapshot (the e2e suite covers the kubernetes source).
   if ((fresh == 0)) && [[ -f $LAB_STATE/up && $(cat "$LAB_STATE/mode" 2>/dev/null) == "$mode" ]] &&
+    [[ $(cat "$LAB_STATE/config-source" 2>/dev/null || echo files) == files ]] &&
     bench_lab status >/dev/null 2>&1; then
     bench_log "reusing lab instance '${TOLLGATE_LAB_INSTANCE}' ($mode)"
   else
     bench_log "lab instance '${TOLLGATE_LAB_INSTANCE}' up in $mode mode (binaries $BIN_DIR)"
     [[ -x $BIN_DIR/agent/tollgate-agent ]] || bench_die "$BIN_DIR/agent/tollgate-agent is not built"
-    "$LAB" up --mode "$mode" >"$BENCH_WORK/lab-up-$mode.log" 2>&1 || {
+    "$LAB" up --mode "$mode" --config-source files >"$BENCH_WORK/lab-up-$mode.log" 2>&1 || {
       tail -n 30 "$BENCH_WORK/lab-up-$mode.log" >&2
-      bench_die "tollgate-lab up --mode $mode failed"
+      bench_die "tollgate-lab up --mode $mode --config-source files failed"
     }
     # bench/run downs a lab at the end only if this run brought it up.
     [[ -n ${BENCH_RUN_STATE:-} ]] && touch "$started"
