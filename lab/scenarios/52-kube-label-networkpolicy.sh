@@ -31,11 +31,12 @@ spec:
   policyTypes: [Egress]
   egress: []
 YAML
-lab_config_apply "$np"
-# The policy selects nobody yet: wait for it to be loaded (reloads), then the pod is still allowed.
+# The policy selects nobody yet: wait for it to be loaded (a reload counted after the apply; the
+# mark comes first, or a reload quicker than the mark goes unseen), then the pod is still allowed.
 metric_mark tollgate_config_reloads_ok_total
+lab_config_apply "$np"
 loaded() { local d; d=$(metric_delta tollgate_config_reloads_ok_total); [[ $d =~ ^[0-9]+$ ]] && ((d > 0)); }
-wait_until loaded || true
+wait_until loaded || fail "the agent counted no config reload after the NetworkPolicy was applied"
 is_200 || fail "unlabelled pod: httpbin got $CURL_CODE, want 200"
 observe "unlabelled: $CURL_CODE"
 
