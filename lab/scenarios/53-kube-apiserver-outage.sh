@@ -6,6 +6,7 @@
 # back, a ServiceEntry applied right away is honoured after the agent resyncs.
 source "$(dirname "$0")/lib.sh"
 kube_only
+mode_independent "the kubernetes source keeps its snapshot through an outage whatever the redirect"
 require_protected client
 expected "during a 30 s API outage: httpbin always 200 and logged, blocked.test always 403 and untouched," \
   "connected 0 and source errors > 0; after: connected 1, a new ServiceEntry for blocked.test -> 200"
