@@ -164,6 +164,7 @@ TEST_F(AgentTest, AnEbpfModeThatCannotLoadSaysNoneAndRefusesAdds) {
   AgentOptions o = agentOptions();
   o.redirectMode = "ebpf";
   o.bpfPinDir = (dir_ / "not-bpffs").string();
+  o.healthPort = AgentOptions{}.healthPort;
   (void)AgentNetnsTest::startAgent(o);
   EXPECT_EQ(agent_->redirectMode(), "none");
   EXPECT_EQ(agent_->metrics().redirectLoadFailures.load(), 1u);
