@@ -9,6 +9,7 @@
 #include "agent_fixture.h"
 #include "cli/commands.h"
 #include "proto/admin.pb.h"
+#include "tests/common/command.h"
 
 namespace tollgate::agent::testing {
 namespace {
@@ -312,12 +313,7 @@ class AdminVerifyTest : public AdminTest {
   // Packets that reached "net" from the node: what got past both defences.
   uint64_t witness() const {
     std::string cmd = fmt::format("ip netns exec {} nft list counter inet witness got", net_);
-    std::string out;
-    if (FILE* f = ::popen(cmd.c_str(), "r")) {
-      char buf[256];
-      while (std::fgets(buf, sizeof buf, f)) out += buf;
-      ::pclose(f);
-    }
+    std::string out = tests::runCommand(cmd).output;
     auto at = out.find("packets ");
     return at == std::string::npos ? UINT64_MAX : std::stoull(out.substr(at + 8));
   }
@@ -429,13 +425,7 @@ TEST_F(AdminTest, OnlyRootMayAsk) {
     std::string cmd = fmt::format("setpriv --reuid 65534 --regid 65534 --clear-groups {} status "
                                   "--run-dir {} 2>&1; echo rc=$?",
                                   bin, (dir_ / "run").string());
-    std::string out;
-    if (FILE* p = ::popen(cmd.c_str(), "r")) {
-      char buf[512];
-      while (std::fgets(buf, sizeof buf, p)) out += buf;
-      ::pclose(p);
-    }
-    return out;
+    return tests::runCommand(cmd).output;
   };
   // The run dir must be reachable for the second half; the file mode alone refuses here.
   ::chmod((dir_ / "run").c_str(), 0755);

@@ -24,6 +24,7 @@
 #include <gtest/gtest.h>
 
 #include "proxy/dns_message.h"
+#include "tests/common/command.h"
 #include "tests/netns/agent/agent_fixture.h"
 
 namespace tollgate::agent {
@@ -32,16 +33,7 @@ namespace {
 using testing::sh;
 
 // Output of a shell command (stdout only).
-std::string capture(const std::string& cmd) {
-  std::string out;
-  FILE* p = ::popen((cmd + " 2>/dev/null").c_str(), "r");
-  if (!p) return out;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  ::pclose(p);
-  return out;
-}
+std::string capture(const std::string& cmd) { return tests::runCommand(cmd + " 2>/dev/null").output; }
 
 // A UDP DNS server on 127.0.0.1 (port 0) of the netns it is created in, answering A queries from
 // a table (TTL 60) and NXDOMAIN otherwise; counts the queries per name it receives.

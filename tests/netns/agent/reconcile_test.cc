@@ -20,6 +20,7 @@
 #include "agent/agent.h"
 #include "agent/netns.h"
 #include "agent/options.h"
+#include "tests/common/command.h"
 #include "tests/netns/agent/agent_fixture.h"
 
 namespace tollgate::agent {
@@ -167,14 +168,10 @@ TEST_F(ReconcileTest, NftablesEventBringsTheRepairForward) {
 TEST_F(ReconcileTest, ChainPolicyAcceptIsRepaired) {
   startAgent();
   ASSERT_TRUE(send(enroll::EnrollRequest::ADD).ok());
-  std::string listing;
   // Flip every base chain's policy to accept, as a pod with CAP_NET_ADMIN could.
-  FILE* f = ::popen(("ip netns exec " + pod_ + " nft -a list table inet tollgate").c_str(), "r");
-  ASSERT_NE(f, nullptr);
-  char buf[4096];
-  size_t n;
-  while ((n = ::fread(buf, 1, sizeof buf, f)) > 0) listing.append(buf, n);
-  ::pclose(f);
+  auto list = tests::runCommand("ip netns exec " + pod_ + " nft -a list table inet tollgate");
+  ASSERT_EQ(list.exitCode, 0) << list.output;
+  const std::string& listing = list.output;
   std::string chain;
   for (size_t pos = 0; (pos = listing.find("chain ", pos)) != std::string::npos; pos += 6) {
     size_t end = listing.find(' ', pos + 6);

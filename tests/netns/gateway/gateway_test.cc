@@ -22,6 +22,7 @@
 #include "identity/spiffe_id.h"
 #include "proxy/access_log.h"
 #include "proxy/resolver.h"
+#include "tests/common/command.h"
 #include "tests/netns/gateway/gateway_fixture.h"
 #include "tests/netns/gateway/test_servers.h"
 #include "tests/unit/gateway/test_certs.h"
@@ -29,22 +30,7 @@
 namespace tollgate::gateway {
 namespace {
 
-struct CommandResult {
-  int exitCode = -1;
-  std::string output;
-};
-
-CommandResult runCommand(const std::string& cmd) {
-  CommandResult r;
-  FILE* p = ::popen(cmd.c_str(), "r");
-  if (!p) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
-  int st = ::pclose(p);
-  r.exitCode = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return r;
-}
+using tests::runCommand;
 
 std::string readFile(const std::string& path) {
   std::ifstream in(path);

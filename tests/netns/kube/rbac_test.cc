@@ -38,6 +38,7 @@
 #include "kube/client_config.h"
 #include "kube/kube_config_source.h"
 #include "kube/resource.h"
+#include "tests/common/command.h"
 #include "tests/common/eventually.h"
 #include "tests/netns/kube/kube_fixture.h"
 
@@ -56,13 +57,9 @@ const std::string kGatewaySa = "tollgate-gateway";
 
 // `cmd` through the shell; its exit status, stdout and stderr in *out.
 int sh(const std::string& cmd, std::string* out) {
-  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
-  if (!p) return -1;
-  char buf[4096];
-  size_t n;
-  while ((n = ::fread(buf, 1, sizeof buf, p)) > 0) out->append(buf, n);
-  int st = ::pclose(p);
-  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  auto r = tests::runCommand(cmd + " 2>&1");
+  *out += r.output;
+  return r.exitCode;
 }
 
 std::string trimmed(std::string s) {

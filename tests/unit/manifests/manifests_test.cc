@@ -24,6 +24,7 @@
 #include "gateway/options.h"
 #include "kube/kube_config_source.h"
 #include "policy/config_loader.h"
+#include "tests/common/command.h"
 
 namespace tollgate {
 namespace {
@@ -37,14 +38,9 @@ struct Rendered {
 // manifests/render <overlay>; status 3: no kubectl on this machine.
 Rendered render(const std::string& overlay) {
   Rendered r;
-  std::string cmd = std::string(TOLLGATE_SOURCE_DIR "/manifests/render ") + overlay + " 2>&1";
-  FILE* p = ::popen(cmd.c_str(), "r");
-  if (!p) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = ::fread(buf, 1, sizeof buf, p)) > 0) r.text.append(buf, n);
-  int st = ::pclose(p);
-  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  auto run = tests::runCommand(std::string(TOLLGATE_SOURCE_DIR "/manifests/render ") + overlay + " 2>&1");
+  r.text = std::move(run.output);
+  r.status = run.exitCode;
   if (r.status == 0) {
     for (auto& doc : YAML::LoadAll(r.text)) {
       if (doc.IsMap()) r.objects.push_back(doc);
@@ -304,13 +300,9 @@ TEST_P(ManifestsTest, TheApiServerAcceptsEveryObjectInADryRun) {
   const std::string kubeconfig = std::string(state) + "/admin.kubeconfig";
   std::string kubectl = std::string(TOLLGATE_SOURCE_DIR "/manifests/render --kubectl");
   auto run = [](const std::string& cmd, std::string* out) {
-    FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
-    if (!p) return -1;
-    char buf[4096];
-    size_t n;
-    while ((n = ::fread(buf, 1, sizeof buf, p)) > 0) out->append(buf, n);
-    int st = ::pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    auto r = tests::runCommand(cmd + " 2>&1");
+    *out += r.output;
+    return r.exitCode;
   };
   std::string path;
   ASSERT_EQ(run(kubectl, &path), 0) << path;
