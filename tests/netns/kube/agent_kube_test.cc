@@ -294,17 +294,28 @@ TEST_F(AgentKubeTest, AHandoffWaitsForTheFirstListAndWithoutOneTheRunningAgentCa
   auto check = send(request(enroll::EnrollRequest::CHECK, ns_, "client"), true);
   EXPECT_TRUE(check.ok()) << check.msg();
 
-  // The API server back while the next upgrade waits: it takes over with its config in.
-  auto next = std::make_unique<Agent>(kubeOptions());
+  // The API server back while the next upgrade waits: it takes over with its config in. It
+  // reaches the API through a relay of its own, so that relay's refusals show it is waiting
+  // (the running agent's retries go through relay_).
+  std::unique_ptr<kube::testing::Relay> nextRelay;
+  inNode([&] { nextRelay = std::make_unique<kube::testing::Relay>(apiPort_, hostNs_); });
+  std::ofstream(dir_ / "kubeconfig-next") << tests::adminKubeconfigVia(nextRelay->port());
+  AgentOptions nextOptions = kubeOptions();
+  nextOptions.kubeconfig = (dir_ / "kubeconfig-next").string();
+  auto next = std::make_unique<Agent>(nextOptions);
   bool hadConfig = false;
+  std::atomic<bool> returned{false};
   std::thread upgrade([&] {
     inNode([&] {
       st = next->start();
       hadConfig = next->snapshot() != nullptr;
     });
+    returned = true;
   });
-  std::this_thread::sleep_for(300ms);  // lets it reach the wait first; not a time budget
-  relay_->setOpen(true);
+  EXPECT_TRUE(eventually([&] { return nextRelay->refused() > 0; }))
+      << "the next agent never tried the API server";
+  EXPECT_FALSE(returned.load()) << "start() returned while the API server was out of reach";
+  nextRelay->setOpen(true);
   upgrade.join();
   ASSERT_TRUE(st) << st.error().str();
   EXPECT_TRUE(hadConfig) << "start() returned, and its listeners accepted, before any config";
@@ -314,6 +325,7 @@ TEST_F(AgentKubeTest, AHandoffWaitsForTheFirstListAndWithoutOneTheRunningAgentCa
   agent_->stop();
   agent_ = std::move(next);
   EXPECT_TRUE(send(request(enroll::EnrollRequest::DEL, ns_, "client"), false).ok());
+  agent_.reset();  // before its relay goes
 }
 
 TEST_F(AgentKubeTest, AnOutageKeepsTheLastSnapshotAndWhatChangedMeanwhileArrivesAfter) {

@@ -55,6 +55,8 @@ class Relay {
     for (auto& t : pumps) t.join();
   }
   uint16_t port() const { return port_; }
+  // Connections cut at accept while closed: someone tried to reach the API server.
+  uint64_t refused() const { return refused_.load(); }
   void setOpen(bool open) {
     open_ = open;
     if (open) return;
@@ -72,6 +74,7 @@ class Relay {
       }
       if (!open_) {
         ::close(c);
+        refused_++;
         continue;
       }
       int up = -1;
@@ -123,6 +126,7 @@ class Relay {
   int listen_ = -1;
   uint16_t port_ = 0;
   std::atomic<bool> open_{false}, stop_{false};
+  std::atomic<uint64_t> refused_{0};
   std::thread thread_;
   std::mutex mu_;
   std::vector<int> live_;
