@@ -30,7 +30,8 @@ spec:
     - operation: {notHosts: [httpbin.test]}
 YAML
 lab_config_apply "$policy"
-# The gateway reloads its config dir on its own; wait until other is refused (hang bound only).
+# The gateway picks the policy up on its own (config dir poll or API watch); wait until other is
+# refused (hang bound only).
 deadline=$((SECONDS + HANG_S))
 while :; do
   pod_curl other -- http://httpbin.test/headers

@@ -3,7 +3,9 @@
 # same etcd) while the client sends requests in a loop. The agent keeps its last snapshot: httpbin
 # stays allowed, blocked.test stays denied and untouched, every allowed request is in the access
 # log (proxied); tollgate_config_source_connected drops to 0 and errors grow; once the API is
-# back, a ServiceEntry applied right away is honoured after the agent resyncs.
+# back, a ServiceEntry applied right away is honoured after the agent resyncs. The gateway reads
+# the same API (from tg-gw): it keeps its snapshot through the outage too (httpbin's 200s pass
+# through it), and the new ServiceEntry needs its resync as well.
 source "$(dirname "$0")/lib.sh"
 kube_only
 mode_independent "the kubernetes source keeps its snapshot through an outage whatever the redirect"
@@ -27,7 +29,7 @@ trap cleanup EXIT
 blocked=$(lab_addr blocked.test)
 httpbin=$(lab_addr httpbin.test)
 
-# The file first (the gateway reads files), not applied: the agent must keep denying blocked.test.
+# Only written now (nothing reads files with this source); applied after the outage.
 cat >"$se" <<YAML
 # written by scenario 53
 apiVersion: networking.istio.io/v1

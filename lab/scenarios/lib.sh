@@ -508,8 +508,9 @@ issue_svid() {
 
 # ---------------------------------------------------------------------------------------------
 # Config changes in both sources (tollgate-lab up --config-source files|kubernetes). The files in
-# $LAB_CONFIG are always written (the gateway reads them; so does the agent with files); with
-# kubernetes the same objects are applied to / deleted from the lab's API server as well.
+# $LAB_CONFIG are always written (the agent and the gateway read them with files); with
+# kubernetes the same objects are applied to / deleted from the lab's API server as well, which
+# both of them read then.
 lab_is_kube() { [[ ${LAB_CONFIG_SOURCE:-files} == kubernetes ]]; }
 # lab_kubectl ARGS...: kubectl as cluster admin in the node netns (kubernetes source only). The
 # request timeout only catches a hang.
