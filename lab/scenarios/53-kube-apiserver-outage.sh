@@ -11,7 +11,8 @@ kube_only
 mode_independent "the kubernetes source keeps its snapshot through an outage whatever the redirect"
 require_protected client
 expected "during a 30 s API outage: httpbin always 200 and logged, blocked.test always 403 and untouched," \
-  "connected 0 and source errors > 0; after: connected 1, a new ServiceEntry for blocked.test -> 200"
+  "connected 0 and source errors > 0; the gateway connected 0, /healthz/ready and live 200; after: connected 1," \
+  "a new ServiceEntry for blocked.test -> 200"
 
 se=$LAB_CONFIG/90-serviceentry-blocked-53.yaml
 cp_script=$(dirname "$SCENARIO_DIR")/k8s/control-plane
@@ -70,6 +71,15 @@ observe "source errors during the outage +$errors"
 [[ $errors =~ ^[0-9]+$ ]] && ((errors > 0)) || fail "tollgate_config_source_errors_total did not grow during the outage ($errors)"
 ready=$(metric tollgate_config_source_ready)
 [[ $ready == 1 ]] || fail "tollgate_config_source_ready is $ready during the outage (the last snapshot is kept)"
+# The gateway reads the same API: it lost it too, and stays ready (last snapshot) and live.
+gw_connected=$(gw_metric tollgate_config_source_connected)
+[[ $gw_connected == 0 ]] || fail "the gateway's tollgate_config_source_connected is '$gw_connected' during the outage (want 0)"
+for probe in ready live; do
+  gw_code=$(ip netns exec "$LAB_NS_GW" curl -s -o /dev/null -w '%{http_code}' --max-time 2 \
+    "http://127.0.0.1:15021/healthz/$probe")
+  [[ $gw_code == 200 ]] || fail "the gateway's /healthz/$probe answered $gw_code during the outage (want 200)"
+done
+observe "gateway during the outage: connected $gw_connected, /healthz/ready and /healthz/live 200"
 "$cp_script" start "$LAB_K8S_DIR" --netns "$LAB_NS_NODE" --bin-dir "$(dirname "$LAB_KUBECTL")" \
   >"$tmp/start.log" 2>&1 || fail "control-plane start failed: $(tail -5 "$tmp/start.log")"
 touch "$tmp/stop"
