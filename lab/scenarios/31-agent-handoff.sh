@@ -1,17 +1,17 @@
 #!/usr/bin/env bash
 # Agent upgrade by listener handoff (`tollgate-lab agent upgrade`) under load: both pods run a
-# 60 s loop of short connections (each curl is a new connection: one in-cluster, to an HTTP server
+# 40 s loop of short connections (each curl is a new connection: one in-cluster, to an HTTP server
 # in the other pod, one external, httpbin.test through the gateway) while a second agent process
 # takes the listening sockets over and the first drains. A long-lived connection opened before the
-# handoff (client -> TCP echo server in pod other, one line a second for 30 s) keeps working
+# handoff (client -> TCP echo server in pod other, one line a second for 20 s) keeps working
 # through it. Nothing may fail and nothing may leave unproxied.
 source "$(dirname "$0")/lib.sh"
 require_protected client
 require_protected other
-expected "agent upgraded by handoff 15 s into a 60 s loop of short connections from client and" \
+expected "agent upgraded by handoff 8 s into a 40 s loop of short connections from client and" \
   "other: 0 failed, every request in the agent's access log (in_cluster / registry via the" \
   "gateway), httpbin log only from the gateway, tg-net witness from_pods_nondns +0; a connection" \
-  "opened before the handoff echoes 30/30 lines, then the old agent exits (0 connections cut)"
+  "opened before the handoff echoes 20/20 lines, then the old agent exits (0 connections cut)"
 
 lab agent status >/dev/null 2>&1 || fail "precondition: agent not running"
 old=$(lab agent status 2>/dev/null | sed -n 's/^up (pid \([0-9]*\))$/\1/p')
@@ -62,7 +62,7 @@ w_pods=$(witness from_pods_nondns)
 # The loops: one curl process (a new connection) per request, in-cluster then external.
 loop() {  # loop <pod> <peer-ip>
   "$LAB" exec "$1" -- bash -c '
-    end=$((SECONDS + 60))
+    end=$((SECONDS + 40))
     while ((SECONDS < end)); do
       for url in "http://$0:8000/" http://httpbin.test/headers; do
         t0=$(date +%s%N)
@@ -78,14 +78,15 @@ loop other "${ip[client]}" >"$tmp/loop-other.txt" 2>&1 &
 jobs_pids+=($!)
 loop_other=$!
 
-# The long-lived connection, opened 5 s into the loop, 10 s before the handoff.
-sleep 5
+# The long-lived connection, opened 3 s into the loop, 5 s before the handoff: it ends 15 s after
+# the handoff, the old agent with it, and the loop goes on for some 16 s after that.
+sleep 3
 "$LAB" exec client -- python3 -c '
 import socket, sys, time
 ok, err = 0, ""
 try:
     s = socket.create_connection((sys.argv[1], 9000), timeout=60)  # a hang bound
-    for i in range(30):
+    for i in range(20):
         msg = ("tick %d\n" % i).encode()
         s.sendall(msg)
         got = b""
@@ -104,7 +105,7 @@ print("ok=%d err=%s" % (ok, err))
 long=$!
 jobs_pids+=($long)
 
-sleep 10
+sleep 5
 t0=$(now_ms)
 if lab agent upgrade >"$tmp/upgrade.txt" 2>&1; then
   t_upgraded=$(now_ms)
@@ -124,7 +125,7 @@ wait "$long"
 t_long=$(now_ms)
 read -r long_result <"$tmp/long.txt"
 observe "long-lived connection: $long_result"
-[[ $long_result == "ok=30 err=" ]] || fail "long-lived connection across the handoff: $long_result"
+[[ $long_result == "ok=20 err=" ]] || fail "long-lived connection across the handoff: $long_result"
 # With its last connection closed, the old agent has nothing left to drain.
 old_gone() { ! kill -0 "$old" 2>/dev/null; }
 if wait_until old_gone; then
