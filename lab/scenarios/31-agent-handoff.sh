@@ -185,7 +185,7 @@ print(n)' "$pod")
 done
 observe "$total requests ($incluster in-cluster, $external external), $failed failed, slowest ${slowest} ms"
 expect_access_log "long-lived connection" pod=default/client dst="${ip[other]}:9000" reason=in_cluster \
-  'duration_ms >= 29000' 'bytes_up > 0'
+  'duration_ms >= 19000' 'bytes_up > 0'
 settle
 lines=$(($(server_log_lines httpbin.test) - $(marked httpbin.test)))
 direct=$(tail -n "+$(($(marked httpbin.test) + 1))" "$LAB_LOGS/httpbin.test.access.log" | grep -vc "^$LAB_GW:" || true)
