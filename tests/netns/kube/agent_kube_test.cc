@@ -308,7 +308,8 @@ TEST_F(AgentKubeTest, AHandoffWaitsForTheFirstListAndWithoutOneTheRunningAgentCa
   std::thread upgrade([&] {
     inNode([&] {
       st = next->start();
-      hadConfig = next->snapshot() != nullptr;
+      // Applied, not only stored: its redirect is in place before it takes a pod over.
+      hadConfig = next->snapshot() != nullptr && next->redirectMode() != "none";
     });
     returned = true;
   });
@@ -318,7 +319,7 @@ TEST_F(AgentKubeTest, AHandoffWaitsForTheFirstListAndWithoutOneTheRunningAgentCa
   nextRelay->setOpen(true);
   upgrade.join();
   ASSERT_TRUE(st) << st.error().str();
-  EXPECT_TRUE(hadConfig) << "start() returned, and its listeners accepted, before any config";
+  EXPECT_TRUE(hadConfig) << "start() returned, and its listeners accepted, before its config was applied";
   EXPECT_TRUE(next->pods().enrolled(ns_, "client"));
   EXPECT_EQ(next->handoffCounters().received.load(), 1u);
   EXPECT_TRUE(agent_->waitRetired(30s));
